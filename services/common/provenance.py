@@ -112,6 +112,15 @@ def new_signing_credentials(deployment: str) -> SigningCredentials:
     return issue_signing_credentials(new_certificate_authority(deployment), f"{deployment} Content Credentials signer")
 
 
+def subject_names(pem: str) -> list[str]:
+    """The subject (its common name, else the whole name) of each certificate in a PEM text."""
+    names = []
+    for certificate in x509.load_pem_x509_certificates(pem.encode()):
+        common = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        names.append(str(common[0].value) if common else certificate.subject.rfc4514_string())
+    return names
+
+
 def sniffed_media_type(data: bytes) -> str | None:
     """The media type of a file the SDK signs and reads, from its first bytes; None for another."""
     if data.startswith(b"\x89PNG"):

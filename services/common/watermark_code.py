@@ -6,12 +6,15 @@ embeds and detects them).
 * The code: a convolutional code of rate 1/2 and constraint length 7 (the generators 133 and 171,
   octal, of NASA's and 802.11's code), terminated by 6 zero bits: 156 coded bits, decoded by a
   soft-decision Viterbi search, which corrects the scattered errors a lossy copy leaves.
-* The carriers: one tile of `TILE` x `TILE` samples, the sum of cosines and sines of the tile's
-  own frequencies between `LOW` and `HIGH` cycles a tile (the band a resize to a quarter and a JPEG
-  both keep). Each frequency's cosine or sine is one carrier: a quarter of them form the pilot
-  (known signs: what finds the tile's shift), the rest carry the coded bits, each bit on two or
-  three carriers with signs of their own. Carriers of distinct frequencies stay apart through any
-  blur or resampling (a filter scales each frequency; it mixes none), so no bit leaks into another.
+* The carriers: one tile of `layout.tile` x `layout.tile` samples, the sum of cosines and sines
+  of the tile's own frequencies between `layout.low` and `layout.high` cycles a tile. Each
+  frequency's cosine or sine is one carrier: a quarter of them form the pilot (known signs: what
+  finds the tile's shift), the rest carry the coded bits, each bit on two or more carriers with
+  signs of their own. Carriers of distinct frequencies stay apart through any blur or resampling
+  (a filter scales each frequency; it mixes none), so no bit leaks into another.
+
+A `Layout` is part of a mark's format: files delivered with one are read with the same one
+(services/common/watermark.py keeps each layout it has delivered).
 """
 
 from dataclasses import dataclass
@@ -25,10 +28,22 @@ MESSAGE_BITS = MARK_ID_BITS + CHECK_BITS
 CONSTRAINT = 7  # the code's constraint length: each coded pair depends on the last 7 message bits
 GENERATORS = (0o133, 0o171)
 CODED_BITS = (MESSAGE_BITS + CONSTRAINT - 1) * 2
-TILE = 32  # samples a side of the tile that carries the whole payload once
-LOW, HIGH = 3.0, 14.0  # the carriers' band, in cycles a tile
 PILOT_SHARE = 0.25
-LAYOUT_SEED = 0x6E6C  # fixed: the carriers are part of the format
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layout:
+    """Where a mark's carriers are: a tile of `tile` samples a side, the frequencies between `low`
+    and `high` cycles a tile, shuffled into pilot and data carriers by `seed`. `spread`: the data
+    carriers are dealt to the coded bits in order of frequency, so that each bit has carriers low
+    and high in the band (what a JPEG or a resize keeps, and what a textured picture does not
+    drown); else in the shuffled order."""
+
+    tile: int
+    low: float
+    high: float
+    seed: int
+    spread: bool = False
 
 
 def crc24(bits: np.ndarray) -> np.ndarray:
@@ -120,72 +135,77 @@ def decode(soft: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True, kw_only=True)
 class Carriers:
     """The tile's carriers: each one's frequency (ky, kx) and part (0 cosine, 1 sine), its sign,
-    the coded bit it carries (-1: the pilot), and its pattern over the tile (carriers x TILE²)."""
+    and the coded bit it carries (-1: the pilot)."""
 
     ky: np.ndarray
     kx: np.ndarray
     part: np.ndarray
     signs: np.ndarray
     owner: np.ndarray
-    patterns: np.ndarray
 
     @property
     def pilot(self) -> np.ndarray:
         return self.owner < 0
 
 
-@lru_cache(maxsize=1)
-def carriers() -> Carriers:
-    frequencies = [(ky, kx) for ky in range(-TILE // 2 + 1, TILE // 2) for kx in range(TILE // 2)
-                   if (kx > 0 or ky > 0) and LOW <= np.hypot(ky, kx) <= HIGH]
+@lru_cache(maxsize=4)
+def carriers(layout: Layout) -> Carriers:
+    size = layout.tile
+    frequencies = [(ky, kx) for ky in range(-size // 2 + 1, size // 2) for kx in range(size // 2)
+                   if (kx > 0 or ky > 0) and layout.low <= np.hypot(ky, kx) <= layout.high]
     dims = [(ky, kx, part) for ky, kx in frequencies for part in (0, 1)]
-    rng = np.random.default_rng(LAYOUT_SEED)
+    rng = np.random.default_rng(layout.seed)
     dims = [dims[i] for i in rng.permutation(len(dims))]
     signs = rng.choice([-1.0, 1.0], len(dims))
     pilots = int(len(dims) * PILOT_SHARE)
     owner = np.full(len(dims), -1)
-    owner[pilots:] = np.arange(len(dims) - pilots) % CODED_BITS
     ky, kx, part = (np.array(column) for column in zip(*dims, strict=True))
-    yy, xx = np.mgrid[:TILE, :TILE]
-    phase = 2 * np.pi * (ky[:, None, None] * yy + kx[:, None, None] * xx) / TILE
-    patterns = np.where(part[:, None, None] == 0, np.cos(phase), np.sin(phase)).reshape(len(dims), -1)
-    return Carriers(ky=ky, kx=kx, part=part, signs=signs, owner=owner, patterns=patterns.astype(np.float32))
+    dealt = np.arange(len(dims) - pilots)
+    if layout.spread:  # the n-th lowest data carrier to bit n mod CODED_BITS
+        dealt = np.argsort(np.argsort(np.hypot(ky[pilots:], kx[pilots:]), kind="stable"), kind="stable")
+    owner[pilots:] = dealt % CODED_BITS
+    return Carriers(ky=ky, kx=kx, part=part, signs=signs, owner=owner)
 
 
-def _tile(values: np.ndarray) -> np.ndarray:
-    tile: np.ndarray = (values.astype(np.float32) @ carriers().patterns).reshape(TILE, TILE)
+def _tile(values: np.ndarray, layout: Layout) -> np.ndarray:
+    """The sum of the carriers, each at its value: a spectrum with each cosine's value (a sine's
+    times -i) at its frequency, taken back to the tile (the real part of its inverse transform)."""
+    placed, size = carriers(layout), layout.tile
+    spectrum = np.zeros((size, size), dtype=np.complex128)
+    np.add.at(spectrum, (placed.ky % size, placed.kx), size * size * values * np.where(placed.part == 0, 1, -1j))
+    tile = np.fft.ifft2(spectrum).real.astype(np.float32)
     tile /= np.sqrt(np.mean(tile * tile))
     return tile
 
 
 @lru_cache(maxsize=64)
-def tile_of(mark_id: int) -> np.ndarray:
+def tile_of(mark_id: int, layout: Layout) -> np.ndarray:
     """The tile that carries `mark_id` (unit RMS): the pilot plus the coded bits."""
-    layout = carriers()
+    placed = carriers(layout)
     coded = encode(message(mark_id)).astype(np.float64)
-    values = np.where(layout.pilot, layout.signs, layout.signs * (1 - 2 * coded[np.maximum(layout.owner, 0)]))
-    tile = _tile(values)
+    values = np.where(placed.pilot, placed.signs, placed.signs * (1 - 2 * coded[np.maximum(placed.owner, 0)]))
+    tile = _tile(values, layout)
     tile.flags.writeable = False
     return tile
 
 
-@lru_cache(maxsize=32)
-def pilot_tile(reach: tuple[float, float] = (HIGH, HIGH)) -> np.ndarray:
+@lru_cache(maxsize=64)
+def pilot_tile(layout: Layout, reach: tuple[float, float]) -> np.ndarray:
     """The pilot alone, its carriers within `reach` (cycles a tile, down and across)."""
-    layout = carriers()
-    kept = layout.pilot & (np.abs(layout.ky) <= reach[0]) & (layout.kx <= reach[1])
-    return _tile(np.where(kept, layout.signs, 0.0))
+    placed = carriers(layout)
+    kept = placed.pilot & (np.abs(placed.ky) <= reach[0]) & (placed.kx <= reach[1])
+    return _tile(np.where(kept, placed.signs, 0.0), layout)
 
 
-def soft_bits(tile: np.ndarray, shift: np.ndarray, *, reach: tuple[float, float] = (HIGH, HIGH)) -> np.ndarray:
+def soft_bits(tile: np.ndarray, shift: np.ndarray, *, layout: Layout, reach: tuple[float, float]) -> np.ndarray:
     """Each coded bit's soft value in a tile read back, whose pilot was found `shift` (rows,
     columns; fractions allowed) from where it was written: every carrier is read at its frequency
     with the shift undone, signed, and summed into its bit. Carriers past `reach` (cycles a tile,
     down and across) are left out: an image smaller than the plane could not hold them, and they
     would add only noise."""
-    layout = carriers()
+    placed, size = carriers(layout), layout.tile
     spectrum = np.fft.fft2(tile)
-    at = spectrum[layout.ky % TILE, layout.kx] * np.exp(2j * np.pi * (layout.ky * shift[0] + layout.kx * shift[1]) / TILE)
-    read = np.where(layout.part == 0, at.real, -at.imag) * layout.signs
-    data = ~layout.pilot & (np.abs(layout.ky) <= reach[0]) & (layout.kx <= reach[1])
-    return np.bincount(layout.owner[data], weights=read[data], minlength=CODED_BITS)
+    at = spectrum[placed.ky % size, placed.kx] * np.exp(2j * np.pi * (placed.ky * shift[0] + placed.kx * shift[1]) / size)
+    read = np.where(placed.part == 0, at.real, -at.imag) * placed.signs
+    data = ~placed.pilot & (np.abs(placed.ky) <= reach[0]) & (placed.kx <= reach[1])
+    return np.bincount(placed.owner[data], weights=read[data], minlength=CODED_BITS)

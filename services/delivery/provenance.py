@@ -228,5 +228,5 @@ def soft_binding(done: RenderedFiles) -> dict[str, Any]:
     value = base64.b64encode(bytes.fromhex(done.watermark_id)).decode()
     return {"alg": watermark.ALGORITHM, "blocks": [{"scope": scope, "value": value}],
             "name": "Genline invisible watermark: the delivery's 48-bit mark id",
-            "alg_params": "32-sample tiles over the luminance scaled to 256x256; CRC-24; convolutional code 1/2, K=7",
+            "alg_params": watermark.CURRENT.parameters,
             "pad": []}

@@ -22,6 +22,7 @@ found, as the mark files delivered before it carried (`watermark_dwt`).
 """
 
 import asyncio
+import base64
 import hashlib
 import io
 import itertools
@@ -181,3 +182,78 @@ async def verify(evidence: SentFile, anchors_pem: str | None, *, pool: Pool) -> 
                     found, mark = Found(job_id=str(row[0]), tenant_id=row[1], output=row[2], by="watermark"), reading
                     break
     return Verification(media_type=media_type, sha256=sha256, manifest=manifest, mark=mark, found=found)
+
+
+# ---- soft-binding resolution: a copy's mark id to its manifest's public claims ----------------
+
+# The soft bindings delivered manifests declare, newest first: what the resolution API answers
+# for. (Files delivered before manifests declared one carried the DWT mark, which verify still
+# reads but no manifest names.)
+SOFT_BINDING_ALGORITHMS = tuple(scheme.algorithm for scheme in watermark.SCHEMES)
+MARK_ID_BYTES = watermark.MARK_ID_BITS // 8
+
+
+class UnresolvableBinding(ValueError):
+    """A soft binding the resolution API cannot look up: an algorithm it does not know, or a
+    value that is not a mark id."""
+
+
+def binding_mark_id(alg: str, value: str) -> str:
+    """The mark id (hex) a soft binding's value carries: its 6 bytes, base64, as delivered
+    manifests' `c2pa.soft-binding` blocks hold it."""
+    if alg not in SOFT_BINDING_ALGORITHMS:
+        raise UnresolvableBinding(f"unknown soft-binding algorithm {alg!r}: this deployment resolves"
+                                  f" {', '.join(SOFT_BINDING_ALGORITHMS)}")
+    # A '+' sent unencoded in a query string arrives as a space; the URL-safe alphabet and
+    # missing padding are taken too, as they name the same bytes.
+    text = value.replace(" ", "+").replace("-", "+").replace("_", "/")
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except ValueError as error:
+        raise UnresolvableBinding(f"the value is not base64: {error}") from error
+    if len(raw) != MARK_ID_BYTES:
+        raise UnresolvableBinding(f"the value is {len(raw)} bytes; {alg} carries a {MARK_ID_BYTES}-byte mark id")
+    return raw.hex()
+
+
+def declares(output: dict[str, Any], alg: str) -> bool:
+    """Whether a delivered output's manifest declared the soft binding `alg`: the algorithm its
+    claims record, or, for an output delivered before claims were kept, any of ours."""
+    claims = output.get("claims")
+    return claims is None or claims.get("soft_binding") == alg
+
+
+async def manifests_by_binding(alg: str, value: str, *, pool: Pool) -> list[str]:
+    """The labels of the delivered manifests whose soft binding is (`alg`, `value`): at most
+    one, as a mark id names one delivery."""
+    mark_hex = binding_mark_id(alg, value)
+    async with pool.connection() as conn:
+        row = await store.job_with_output(conn, watermark_id=mark_hex)
+    if row is None or not declares(row[2], alg) or not row[2].get("manifest_label"):
+        return []
+    return [row[2]["manifest_label"]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublicManifest:
+    """What anyone may learn of a delivered file's manifest by its label: its claims as signed,
+    its soft binding, and nothing of the tenant or the job it was made for."""
+
+    label: str
+    claims: dict[str, Any]
+    soft_binding: tuple[str, str] | None  # (alg, base64 value)
+
+
+PUBLIC_CLAIMS = ("digital_source_type", "software_agent", "created_at", "provider", "model", "model_version")
+
+
+async def public_manifest(label: str, *, pool: Pool) -> PublicManifest | None:
+    async with pool.connection() as conn:
+        row = await store.job_with_output(conn, manifest_label=label)
+    if row is None:
+        return None
+    output = row[2]
+    claims = output.get("claims") or {}
+    mark_hex, alg = output.get("watermark_id"), claims.get("soft_binding")
+    binding = (alg, base64.b64encode(bytes.fromhex(mark_hex)).decode()) if mark_hex and alg else None
+    return PublicManifest(label=label, claims={name: claims.get(name) for name in PUBLIC_CLAIMS}, soft_binding=binding)

@@ -132,6 +132,10 @@ class IngestSettings(AdminApiSettings, TeamSettings):
     verify_max_bytes: int = 50 * 1024 * 1024
     verify_requests_per_s: float = 1.0
     verify_burst: int = 20
+    # C2PA's soft-binding resolution (/matches/byBinding, /manifests/...) answers anyone at this
+    # rate per address, counted apart from verify's: a lookup is a query, not a file to read.
+    soft_binding_requests_per_s: float = 5.0
+    soft_binding_burst: int = 60
     # The proxies in front of ingest (an ingress, a load balancer), as addresses or CIDR blocks:
     # for a request they pass on, the client's address is read from the header they write
     # (`forwarded_header`: X-Forwarded-For, or RFC 7239's Forwarded), from the right, past

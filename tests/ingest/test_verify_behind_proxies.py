@@ -2,7 +2,9 @@
 (127.0.0.1) with the header a proxy writes. Only the proxies the operator names are believed:
 POST /v1/verify's rate per address, with none named, is shared by every caller behind the
 proxy; with it named each client has its own allowance, and a client that writes its own
-X-Forwarded-For cannot choose another. The audit trail says "from where" by the same rule."""
+X-Forwarded-For cannot choose another. The audit trail says "from where" by the same rule.
+Looking soft bindings up (C2PA's resolution API) is counted per address on a budget of its own:
+spending it leaves verify's whole."""
 
 import asyncio
 import io
@@ -105,6 +107,19 @@ def test_behind_a_named_proxy_each_client_has_its_own_allowance_and_cannot_choos
 
     assert set(first[:-1]) == {200} and len(first) - 1 >= BURST
     assert forged == 429 and others == [200] * len(first)
+
+
+def test_soft_binding_lookups_are_counted_per_address_apart_from_verify(served):
+    url = served(soft_binding_burst=BURST, soft_binding_requests_per_s=0.01).url
+    lookup = {"alg": "com.genline.watermark.tiles.2", "value": "AAAAAAAA"}
+    answers = [httpx.get(f"{url}/matches/byBinding", params=lookup, timeout=30) for _ in range(BURST + 2)]
+    statuses = [answer.status_code for answer in answers]
+    assert statuses[0] == 200 and answers[0].json() == {"matches": []}
+    assert 429 in statuses and set(statuses[:statuses.index(429)]) == {200} and statuses.index(429) >= BURST
+    refused = answers[statuses.index(429)]
+    assert refused.headers["content-type"] == "application/problem+json" and int(refused.headers["retry-after"]) > 0
+    assert httpx.get(f"{url}/manifests/urn:c2pa:00000000-0000-4000-8000-000000000000", timeout=30).status_code == 429
+    assert verify(url) == 200  # verify's allowance is its own
 
 
 def audit_origins(settings: IngestSettings, action: str) -> list[str | None]:

@@ -1,19 +1,22 @@
 """Provenance for anyone: `POST /v1/verify` says what a file proves (no account needed,
-rate-limited per address: the client's, read behind the proxies the operator names), and
+rate-limited per address: the client's, read behind the proxies the operator names),
 `GET /.well-known/genline-c2pa-anchors.pem` publishes the trust anchor that delivered images'
-Content Credentials chain to."""
+Content Credentials chain to, and C2PA's Soft Binding Resolution API leads a copy's watermark to
+its manifest's public claims (`/matches/byBinding`, `/manifests/{manifestId}`,
+`/services/supportedAlgorithms`: the spec's paths, at the API's root; rate-limited per address
+on a budget of their own, and answering nothing of any tenant or job)."""
 
 import random
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request, Response, Security
+from fastapi import APIRouter, Query, Request, Response, Security
 from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.common import problems
 from services.common.problems import Problem
-from services.common.provenance import ANCHORS_PATH
+from services.common.provenance import ANCHORS_PATH, subject_names
 from services.ingest import provenance, store
 from services.ingest.accounts.plans import Plan, rate_decision
 from services.ingest.deps import (
@@ -119,21 +122,24 @@ def too_large(limit: int) -> Problem:
     return Problem(status=413, slug="file-too-large", detail=f"at most {limit} bytes are verified", extra={"limit": limit})
 
 
-async def take_anonymous(request: Request, response: Response) -> None:
-    """One request of an address without an account against the verify rate (429 beyond it)."""
-    runtime, settings = await get_runtime(request), await get_settings(request)
-    plan = Plan(name="anonymous", requests_per_s=settings.verify_requests_per_s, burst=settings.verify_burst,
-                concurrent_jobs=None, images_per_day=None, priority=0)
-    client = client_address(request)
+async def take_anonymous(request: Request, response: Response, *, purpose: str, requests_per_s: float,
+                         burst: int) -> None:
+    """One request of an address without an account against `purpose`'s rate (429 beyond it).
+    Each purpose counts on its own: looking soft bindings up spends nothing of verify's."""
+    runtime = await get_runtime(request)
+    plan = Plan(name="anonymous", requests_per_s=requests_per_s, burst=burst, concurrent_jobs=None, images_per_day=None,
+                priority=0)
+    # verify's rows keep the bare address they have always had; other purposes name theirs.
+    client = client_address(request) if purpose == "verify" else f"{purpose}:{client_address(request)}"
     async with runtime.pool.connection() as conn:
         ahead = await store.take_anonymous_request(conn, client, interval_s=plan.interval_s, tolerance_s=plan.tolerance_s)
         if random.random() < FORGET_SHARE:  # now and then, so the table holds only recent addresses
             await store.forget_idle_clients(conn)
     decision = rate_decision(plan, ahead is not None, ahead_s=ahead if ahead is not None else plan.tolerance_s)
     if not decision.allowed:
-        raise Problem(status=429, slug="rate-limited", detail=f"verify allows {plan.requests_per_s:g} requests a second per address with"
-                      f" bursts of {plan.burst}; retry after {decision.retry_after_s} s", headers=decision.headers(plan),
-                      extra={"retry_after": decision.retry_after_s})
+        raise Problem(status=429, slug="rate-limited", detail=f"{purpose} allows {plan.requests_per_s:g} requests a second per"
+                      f" address with bursts of {plan.burst}; retry after {decision.retry_after_s} s",
+                      headers=decision.headers(plan), extra={"retry_after": decision.retry_after_s})
     response.headers.update(decision.headers(plan))
 
 
@@ -183,7 +189,8 @@ async def verify_file(request: Request, response: Response, runtime: Runtime, se
     if request.headers.get("authorization"):
         tenant = (await authenticated(request, response, bearer=bearer)).tenant_id
     else:
-        await take_anonymous(request, response)
+        await take_anonymous(request, response, purpose="verify", requests_per_s=settings.verify_requests_per_s,
+                             burst=settings.verify_burst)
     limit = settings.verify_max_bytes
     data = await read_capped(request, limit, refused=lambda _size: too_large(limit))
     media_type = provenance.media_type_of(data)
@@ -205,3 +212,135 @@ async def trust_anchors(request: Request) -> PlainTextResponse:
         raise Problem(status=404, slug="no-trust-anchor", detail="this deployment publishes no Content Credentials trust anchor")
     return PlainTextResponse(anchors, media_type="application/x-pem-file",
                              headers={"Cache-Control": "public, max-age=300"})
+
+
+# ---- C2PA's Soft Binding Resolution API ----------------------------------------------------------
+# (spec.c2pa.org, Soft Binding API: its OpenAPI document's paths, parameters and result shapes.)
+
+
+class SoftBindingQuery(BaseModel):
+    """c2pa.softBindingQuery: one soft binding to look up."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"alg": "com.genline.watermark.tiles.2",
+                                                               "value": "XuwPGlcB"}]})
+
+    alg: str = Field(description="the soft-binding algorithm, as the manifest's c2pa.soft-binding assertion names it")
+    value: str = Field(description="the binding's value, base64: for Genline's watermark, the 6 bytes of the mark id")
+
+
+class SoftBindingMatch(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    manifest_id: str = Field(alias="manifestId", description="the label of a manifest whose soft binding is the one"
+                                                             " asked for; its public claims are at /manifests/{manifestId}")
+
+
+class SoftBindingQueryResult(BaseModel):
+    """c2pa.softBindingQueryResult: the manifests the soft binding names (none, or one: a mark id
+    names one delivery)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"matches": [{"manifestId": "urn:c2pa:3b0c9f5e-6a1d-4c2e-9f7a-2d4b6c8e0a1f"}]}]})
+
+    matches: list[SoftBindingMatch]
+
+
+class SoftBindingAlgorithm(BaseModel):
+    alg: str
+
+
+class SoftBindingAlgorithms(BaseModel):
+    """c2pa.softBindingAlgList: the soft bindings this deployment resolves."""
+
+    watermarks: list[SoftBindingAlgorithm]
+    fingerprints: list[SoftBindingAlgorithm]
+
+
+class SoftBinding(BaseModel):
+    alg: str
+    value: str = Field(description="base64, as the manifest's soft-binding block holds it")
+
+
+class ManifestSigner(BaseModel):
+    anchors: list[str] = Field(description="the subjects of the trust anchors this deployment signs its Content"
+                                           " Credentials under")
+    trust_anchor: str = Field(description="where those anchors are published (PEM), for a C2PA validator")
+
+
+class PublicClaims(BaseModel):
+    """What a delivered file's signed manifest claims, recovered from this deployment's records:
+    who made the file and how, and who signed it; nothing of the tenant or the job it was made for."""
+
+    manifest_id: str = Field(description="the manifest's label")
+    digital_source_type: str | None = Field(description="of the manifest's first action: trainedAlgorithmicMedia")
+    software_agent: str | None
+    created_at: str | None = Field(description="when the manifest says the file was created")
+    provider: str | None = Field(description="the provider that generated it")
+    model: str | None = Field(description="the model, and its pinned version below")
+    model_version: str | None
+    soft_binding: SoftBinding | None = Field(description="the watermark the manifest declared as its soft binding")
+    signer: ManifestSigner
+
+
+MAX_RESULTS = Query(alias="maxResults", ge=1, le=100, description="the most manifest ids to answer")
+SOFT_BINDING_RESPONSES = problems.responses(400, 429)
+
+
+async def take_soft_binding_turn(request: Request, response: Response) -> None:
+    settings = await get_settings(request)
+    await take_anonymous(request, response, purpose="soft-binding", requests_per_s=settings.soft_binding_requests_per_s,
+                         burst=settings.soft_binding_burst)
+
+
+async def resolved(request: Request, query: SoftBindingQuery, *, limit: int) -> SoftBindingQueryResult:
+    runtime = await get_runtime(request)
+    try:
+        labels = await provenance.manifests_by_binding(query.alg, query.value, pool=runtime.pool)
+    except provenance.UnresolvableBinding as error:
+        raise Problem(status=400, slug="invalid-soft-binding", detail=str(error)) from error
+    return SoftBindingQueryResult(matches=[SoftBindingMatch(manifest_id=label) for label in labels[:limit]])
+
+
+@router.get("/matches/byBinding", response_model=SoftBindingQueryResult, responses=SOFT_BINDING_RESPONSES)
+async def query_by_binding(request: Request, response: Response,
+                           alg: Annotated[str, Query(description="the soft-binding algorithm, e.g."
+                                                                 " com.genline.watermark.tiles.2")],
+                           value: Annotated[str, Query(description="the binding's value, base64 (URL-encoded)")],
+                           max_results: Annotated[int, MAX_RESULTS] = 10) -> SoftBindingQueryResult:
+    """The manifests whose soft binding is the one given: for a copy whose Content Credentials
+    were stripped, the mark id its watermark carries leads to the manifest the delivered file was
+    signed with. Anyone may ask (no key), at a rate per address."""
+    await take_soft_binding_turn(request, response)
+    return await resolved(request, SoftBindingQuery(alg=alg, value=value), limit=max_results)
+
+
+@router.post("/matches/byBinding", response_model=SoftBindingQueryResult, responses=SOFT_BINDING_RESPONSES)
+async def query_by_large_binding(request: Request, response: Response, query: SoftBindingQuery,
+                                 max_results: Annotated[int, MAX_RESULTS] = 10) -> SoftBindingQueryResult:
+    """The same lookup with the binding in the body, as C2PA's API takes a value too large for a URL."""
+    await take_soft_binding_turn(request, response)
+    return await resolved(request, query, limit=max_results)
+
+
+@router.get("/manifests/{manifest_id}", response_model=PublicClaims, responses=problems.responses(404, 429))
+async def manifest_claims(request: Request, response: Response, manifest_id: str) -> PublicClaims:
+    """The public claims of a manifest this deployment signed, by its label: provider, model and
+    version, creation time, the digital source type, the soft binding, and the signer's trust
+    anchors. The signed manifest itself travels in the delivered file; this deployment keeps what
+    it claimed, not its bytes, so the answer is JSON rather than C2PA's application/c2pa."""
+    await take_soft_binding_turn(request, response)
+    found = await provenance.public_manifest(manifest_id, pool=(await get_runtime(request)).pool)
+    if found is None:
+        raise Problem(status=404, slug="manifest-not-found", detail="no manifest of this deployment has this label")
+    binding = SoftBinding(alg=found.soft_binding[0], value=found.soft_binding[1]) if found.soft_binding else None
+    anchors = request.app.state.trust_anchors
+    return PublicClaims(manifest_id=found.label, **found.claims, soft_binding=binding,
+                        signer=ManifestSigner(anchors=subject_names(anchors) if anchors else [], trust_anchor=ANCHORS_PATH))
+
+
+@router.get("/services/supportedAlgorithms", response_model=SoftBindingAlgorithms)
+async def supported_algorithms() -> SoftBindingAlgorithms:
+    """The soft-binding algorithms this deployment resolves: the versions of its watermark that
+    delivered manifests declare, newest first. No key needed."""
+    return SoftBindingAlgorithms(watermarks=[SoftBindingAlgorithm(alg=alg) for alg in provenance.SOFT_BINDING_ALGORITHMS],
+                                 fingerprints=[])
