@@ -328,7 +328,7 @@ def set_auto_topup(below: int, pack: str, *, max_per_month: int, enabled: bool) 
                                                        "enabled": enabled})
 
 
-class Caller(Protocol):
+class ClientCalls(Protocol):
     """What a resource of the synchronous client (`client.batches`, `client.subjects`, ...)
     needs of it: the client is passed in, so a resource never imports the client back."""
 
@@ -341,8 +341,8 @@ class Caller(Protocol):
     def _open(self, request: httpx.Request) -> AbstractContextManager[httpx.Response]: ...
 
 
-class AsyncCaller(Protocol):
-    """`Caller`, for the resources of the asyncio client."""
+class AsyncClientCalls(Protocol):
+    """`ClientCalls`, for the resources of the asyncio client."""
 
     _http: httpx.AsyncClient
 

@@ -12,7 +12,7 @@ from genline_client.errors import WaitTimeout
 class AsyncBatches:
     """`client.batches`, as `Genline.batches`, awaited."""
 
-    def __init__(self, client: _calls.AsyncCaller) -> None:
+    def __init__(self, client: _calls.AsyncClientCalls) -> None:
         self._client = client
 
     async def create(self, lines: Any, *, endpoint: str = "/v1/images/generations",
@@ -53,7 +53,7 @@ class AsyncBatches:
 class AsyncEvaluations:
     """`client.evaluations`, as `Genline.evaluations`, awaited."""
 
-    def __init__(self, client: _calls.AsyncCaller) -> None:
+    def __init__(self, client: _calls.AsyncClientCalls) -> None:
         self._client = client
 
     async def create(self, images: list[Any], **options: Any) -> dict[str, Any]:

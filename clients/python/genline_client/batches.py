@@ -18,7 +18,7 @@ class Batches:
             print(line["custom_id"], line["response"]["body"]["data"][0]["url"])
     """
 
-    def __init__(self, client: _calls.Caller) -> None:
+    def __init__(self, client: _calls.ClientCalls) -> None:
         self._client = client
 
     def create(self, lines: Any, *, endpoint: str = "/v1/images/generations",
@@ -71,7 +71,7 @@ class Evaluations:
         print(evaluation["images"][0]["passed"], evaluation["images"][0]["failed"])
     """
 
-    def __init__(self, client: _calls.Caller) -> None:
+    def __init__(self, client: _calls.ClientCalls) -> None:
         self._client = client
 
     def create(self, images: list[Any], **options: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from genline_client._calls import AsyncCaller, Call, Caller, deadline_in, job_id_of, past, without_none
+from genline_client._calls import AsyncClientCalls, Call, ClientCalls, deadline_in, job_id_of, past, without_none
 from genline_client.errors import WaitTimeout
 from genline_client.models import PhotosAdded, Subject, SubjectPage
 
@@ -63,7 +63,7 @@ def wanted(until: str | Iterable[str]) -> frozenset[str]:
 class Subjects:
     """`client.subjects` of `Genline`."""
 
-    def __init__(self, client: Caller) -> None:
+    def __init__(self, client: ClientCalls) -> None:
         self._client = client
 
     def create(self, kind: str, name: str, *, photos: Iterable[Photo] = (), uploads: Iterable[Any] = (),
@@ -126,7 +126,7 @@ class Subjects:
 class AsyncSubjects:
     """`client.subjects` of `AsyncGenline` (see `Subjects`)."""
 
-    def __init__(self, client: AsyncCaller) -> None:
+    def __init__(self, client: AsyncClientCalls) -> None:
         self._client = client
 
     async def create(self, kind: str, name: str, *, photos: Iterable[Photo] = (), uploads: Iterable[Any] = (),
