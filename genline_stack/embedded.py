@@ -212,7 +212,7 @@ class EmbeddedStack:
         ca, cert, key = make_certificates(self.data_dir / "credentials" / "kafka-tls")
         self._spawn("broker-tls", [sys.executable, "-m", "genline_stack.tls_proxy", str(self.kafka_port),
                                    str(self.broker_port), str(cert), str(key)], log_name="tls-proxy.log")
-        wait_for_port(self.kafka_port, 30, process=self.servers["broker-tls"])
+        wait_for_port(self.kafka_port, 60, process=self.servers["broker-tls"])
         return {"kafka_security_protocol": "SSL", "kafka_ca_file": str(ca)}
 
     def _spawn(self, part: str, args: list[str], *, log_name: str) -> subprocess.Popen[bytes]:

@@ -3,6 +3,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _pytest.nodeid import NodeId
 
 from genline_stack.embedded import Endpoints
 from genline_stack.ports import take_share_of_ports
@@ -37,13 +38,25 @@ E2E = ROOT / "tests" / "e2e"
 # start a stack or a fleet of their own to kill, restart or flood it (`own_stack`) are few and run
 # one after another on one worker, so they never compete with each other for the cores.
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(items) -> None:
+def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         if item.path.is_relative_to(E2E):
             item.add_marker(pytest.mark.processes)
         if item.get_closest_marker("xdist_group") is None:
             group = "own-stack" if item.get_closest_marker("own_stack") else item.path.relative_to(ROOT).as_posix()
             item.add_marker(pytest.mark.xdist_group(group))
+            if getattr(config.option, "loadgroup", False):  # on a worker of `--dist loadgroup`
+                in_group(item, group)
+
+
+def in_group(item: pytest.Item, group: str) -> None:
+    """Names the item's group in its id, the `nodeid@group` the controller's scheduler reads.
+
+    pytest-xdist 3.8 writes that id to `item._nodeid`, which pytest 9 no longer reads (an item's
+    id is `item._id`): without this every test was a group of its own, so a module's fixtures
+    started on every worker and the `own_stack` tests ran side by side.
+    """
+    item._id = NodeId.parse(f"{item.nodeid}@{group}")
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from genline_stack.ports import free_port
+from services.common.runtime import STOP_GRACE_S
 
 pytestmark = [pytest.mark.processes, pytest.mark.own_stack]  # starts the stack's servers and the platform's processes
 
@@ -68,7 +69,7 @@ def stop_and_check(program: subprocess.Popen[str], tmp: Path, how: signal.Signal
     GONE_WITHIN_S later."""
     assert len(ours(tmp)) >= 4, "the program has not started the stack (its broker, object store and database)"
     program.send_signal(how)
-    code = program.wait(GONE_WITHIN_S)
+    code = program.wait(STOP_GRACE_S + GONE_WITHIN_S)  # its services may take their grace, busy as they are
     assert left_running(tmp) == []
     return code
 

@@ -252,6 +252,10 @@ class SoftBindingAlgorithm(BaseModel):
 class SoftBindingAlgorithms(BaseModel):
     """c2pa.softBindingAlgList: the soft bindings this deployment resolves."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"watermarks": [{"alg": "com.genline.watermark.tiles.2"}, {"alg": "com.genline.watermark.tiles.1"}],
+         "fingerprints": []}]})
+
     watermarks: list[SoftBindingAlgorithm]
     fingerprints: list[SoftBindingAlgorithm]
 
@@ -270,6 +274,14 @@ class ManifestSigner(BaseModel):
 class PublicClaims(BaseModel):
     """What a delivered file's signed manifest claims, recovered from this deployment's records:
     who made the file and how, and who signed it; nothing of the tenant or the job it was made for."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "manifest_id": "urn:c2pa:3b0c9f5e-6a1d-4c2e-9f7a-2d4b6c8e0a1f",
+        "digital_source_type": "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia",
+        "software_agent": "Genline", "created_at": "2026-11-28T09:14:03Z", "provider": "fal",
+        "model": "fal-ai/flux/dev", "model_version": "2025-06-01",
+        "soft_binding": {"alg": "com.genline.watermark.tiles.2", "value": "XuwPGlcB"},
+        "signer": {"anchors": ["CN=Genline C2PA root"], "trust_anchor": "/.well-known/genline-c2pa-anchors.pem"}}]})
 
     manifest_id: str = Field(description="the manifest's label")
     digital_source_type: str | None = Field(description="of the manifest's first action: trainedAlgorithmicMedia")
