@@ -14,7 +14,8 @@ provider that paints without latency or defects, and runs in one go:
    first 202 to the last job settled, latency under load, and CPU milliseconds per job of
    each service, the broker, PostgreSQL (every backend but those of this client's own
    connections, which count with the client), the S3 server and this client, each with its
-   share of the platform's and what it spends outside the work;
+   share of the platform's and what it spends outside the work (delivery's, with what its
+   workers spent rendering files);
    and, counted by the services themselves (their /metrics before and after), per job:
    SQL statements (and of them, those loops on timers sent), S3 requests, records produced and consumed, fetch requests (and those
    that brought records), relay passes, gRPC calls
@@ -279,9 +280,11 @@ def report(args, seq_latencies, hops, load: dict, seq_work: InProcess, burst_wor
     work = {"router": burst_work.paint_ms, "scorer": burst_work.score_ms}  # the work, where it is done
     print("  CPU ms per job, each part's share of the platform's, and what it spends outside the work"
           " (the router less painting, the scorer less scoring, their CPU in process):")
+    rendering = f"  (rendering files: {load['counts']['rendering_cpu_s'] * 1000:.1f})"
     for name, ms in sorted(load["cpu_ms"].items(), key=lambda item: -item[1]):
         share = f"{100 * ms / platform_ms:5.1f} %" if name != "bench client" else "       "
-        print(f"    {name:<14} {ms:7.1f}  {share}  outside the work {ms - work.get(name, 0.0):7.1f}")
+        print(f"    {name:<14} {ms:7.1f}  {share}  outside the work {ms - work.get(name, 0.0):7.1f}"
+              + (rendering if name == "delivery" else ""))
     print("  counted per job (exact, summed over the five services):")
     for name, value in load["counts"].items():
         if name in COUNTED:
