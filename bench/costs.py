@@ -40,17 +40,25 @@ COUNTED = {
 # Of these, shown service by service too: where the statements and requests to cut are.
 BY_SERVICE = ("pg_statements", "s3_requests")
 
+# What delivery's rendering workers spent on the files they rendered (decode, both watermarks,
+# encode, thumbnail, sign), as delivery counts it: a CPU time, not an exact count, so kept
+# apart from COUNTED; the part of delivery's CPU that goes with files, not with events.
+RENDERING_CPU_S = ("genline_delivery_cpu_seconds_sum", lambda labels: labels.get("step") == "render")
+
 
 def counted(fleet: ServiceFleet) -> dict[str, float]:
-    """The COUNTED figures, summed over every service's /metrics now, and those of
-    BY_SERVICE for each service as well (`pg_statements ingest`)."""
+    """The COUNTED figures, summed over every service's /metrics now, those of BY_SERVICE for
+    each service as well (`pg_statements ingest`), and `rendering_cpu_s`."""
     from prometheus_client.parser import text_string_to_metric_families
 
     totals = dict.fromkeys(COUNTED, 0.0) | {f"{figure} {name}": 0.0 for figure in BY_SERVICE for name in SERVICES}
+    totals["rendering_cpu_s"] = 0.0
     for name in SERVICES:
         text = httpx.get(f"{fleet.url(name)}/metrics", timeout=10).text
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
+                if sample.name == RENDERING_CPU_S[0] and RENDERING_CPU_S[1](sample.labels):
+                    totals["rendering_cpu_s"] += sample.value
                 for figure, (metric, keep) in COUNTED.items():
                     if sample.name == metric and keep(sample.labels):
                         totals[figure] += sample.value

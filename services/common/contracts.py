@@ -1139,6 +1139,14 @@ class UnknownEventType(ValueError):
     pass
 
 
+def event_class(event_type: str) -> "type[Event] | None":
+    """The model a type's payloads are read as (an old version's, after its upcasts), or None
+    for a type these contracts do not know."""
+    while event_type in UPCASTERS:
+        event_type = UPCASTERS[event_type][0]
+    return EVENT_TYPES.get(event_type)
+
+
 def parse_event(event_type: str, data: dict[str, Any]) -> Event:
     """Build the newest model for a payload, upcasting old versions first."""
     while event_type in UPCASTERS:

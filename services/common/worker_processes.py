@@ -9,6 +9,10 @@ outlive no service.
 * Outliving no owner (`exit_without`): a service killed (-9 too) runs no shutdown, and a
   forkserver lives as long as its workers do; each worker watches its owner's process and ends
   itself once it is gone.
+* One core each (`one_thread_each`): a service starts a worker per core, so a worker's
+  numerical libraries (BLAS, OpenMP) run one thread each. Their own pools are sized by the
+  cores and spin between calls: with numpy's OpenBLAS at two threads, a delivered 128-pixel
+  image took 20 ms of CPU to render on two cores, 14 ms at one, and the spin grows with the cores.
 """
 
 import os
@@ -38,6 +42,14 @@ def keep_priority_of(owner: int) -> None:
         os.sched_setscheduler(0, os.sched_getscheduler(owner), os.sched_getparam(owner))
     except (AttributeError, OSError):  # not Linux, or not allowed: it keeps what it inherited
         pass
+
+
+def one_thread_each() -> None:
+    """The BLAS and OpenMP libraries this process has loaded use one thread each from now on
+    (call it once the modules the worker computes with are imported)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
 
 
 def exit_without(owner: int) -> None:

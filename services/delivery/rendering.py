@@ -36,7 +36,7 @@ from services.common import telemetry, watermark
 from services.common.provenance import SigningCredentials
 from services.common.templates import Delivery
 from services.common.turns import PlacesAndSpare, Turn
-from services.common.worker_processes import keep_priority_of, watch_owner, yield_to_services
+from services.common.worker_processes import keep_priority_of, one_thread_each, watch_owner, yield_to_services
 from services.delivery import clips, postprocess, provenance
 from services.delivery.postprocess import RenderedFiles
 
@@ -73,6 +73,7 @@ def start_worker(credentials: SigningCredentials, tsa_url: str | None, owner: in
         yield_to_services()
     else:
         keep_priority_of(owner)
+    one_thread_each()  # numpy (the watermark's arithmetic) is loaded: the forkserver preloads this module
     _marker = provenance.Marker(credentials, tsa_url)
     watch_owner(owner)
 

@@ -165,6 +165,7 @@ def build(settings: IngestSettings) -> tuple[ServiceRuntime, FastAPI]:
     connect_http(runtime, app, name="ledger", base_url=settings.ledger_url, timeout_s=settings.ledger_timeout_s)
     sweeper, batch_runner = Sweeper(runtime, settings, signer=signer), BatchRunner(app, settings)
     evaluation_runner = EvaluationRunner(app, settings)
+    app.state.batch_runner, app.state.evaluation_runner = batch_runner, evaluation_runner
     retention = SubjectRetentionSweeper(Subjects(runtime, settings, objects))
     app.state.log_watch = LogWatch(runtime, settings.stream_poll_s)
     runtime.startup_hooks += [partial(publish_signing_key, runtime, signer), sweeper.start, retention.start,

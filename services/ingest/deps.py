@@ -14,6 +14,7 @@ from services.common import audit, http_headers, telemetry
 from services.common.contracts import KeySpendCaps
 from services.common.db import Conn
 from services.common.problems import Problem
+from services.common.rounds import PeriodicRound
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
 from services.ingest import store
@@ -88,7 +89,21 @@ async def get_screening(request: Request) -> ScreeningGate:
     return screening
 
 
+async def get_batch_rounds(request: Request) -> PeriodicRound:
+    """The batch runner's rounds, woken when a batch is made or cancelled here."""
+    rounds: PeriodicRound = request.app.state.batch_runner
+    return rounds
+
+
+async def get_evaluation_rounds(request: Request) -> PeriodicRound:
+    """The evaluation runner's rounds, woken when an evaluation batch is made here."""
+    rounds: PeriodicRound = request.app.state.evaluation_runner
+    return rounds
+
+
 Runtime = Annotated[ServiceRuntime, Depends(get_runtime)]
+BatchRounds = Annotated[PeriodicRound, Depends(get_batch_rounds)]
+EvaluationRounds = Annotated[PeriodicRound, Depends(get_evaluation_rounds)]
 Plans = Annotated[PlanBook, Depends(get_plans)]
 Settings = Annotated[IngestSettings, Depends(get_settings)]
 Objects = Annotated[ObjectStore, Depends(get_objects)]

@@ -158,19 +158,24 @@ class IngestSettings(AdminApiSettings, TeamSettings):
     openai_models_path: str | None = None
     # Batches: an input file's bounds (bytes, lines, bytes a line), the chunks it is stored in,
     # the jobs of one batch in flight at once (at most half the plan's jobs in progress), how
-    # often the runner looks for work and how long it holds a batch it works on.
+    # often the runner looks for work while it finds some, and at most while it finds none (a
+    # batch made or cancelled here wakes it, one waiting for its jobs is looked at when due),
+    # and how long it holds a batch it works on.
     batch_file_max_bytes: int = 100 * 1024 * 1024
     batch_max_lines: int = 50_000
     batch_line_max_bytes: int = 1024 * 1024
     batch_chunk_bytes: int = 1024 * 1024
     batch_window: int = 32
     batch_interval_s: float = 0.25
+    batch_idle_interval_s: float = 5.0
     batch_lease_s: float = 60.0
     # Evaluations: how long fetching an image by URL may take, how often the runner looks for
-    # evaluation batches (and webhooks to send), the images it judges at a time, and how often a
-    # batch's webhook is tried before it is given up.
+    # evaluation batches (and webhooks to send) while it finds some and at most while it finds
+    # none (as the batch runner), the images it judges at a time, and how often a batch's
+    # webhook is tried before it is given up.
     evaluation_fetch_timeout_s: float = 10.0
     evaluation_interval_s: float = 0.5
+    evaluation_idle_interval_s: float = 5.0
     evaluation_window: int = 8
     evaluation_webhook_attempts: int = 5
 

@@ -5,11 +5,14 @@ type that reaches a running consumer without a branch goes to the DLQ (tests/com
 
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
+from aiokafka import ConsumerRecord
 
 from services.common.bus import Consumption, Unbranched
-from services.common.contracts import EVENT_TYPES, SUBSCRIPTIONS, Event, JobEvent
+from services.common.bus.envelope import FLOOR
+from services.common.contracts import EVENT_TYPES, SUBSCRIPTIONS, Event, JobEvent, topic_of
 from services.common.runtime import ServiceRuntime
 from services.common.settings import ServiceSettings
 from services.delivery import handlers as delivery
@@ -71,6 +74,20 @@ def test_a_consumer_whose_handlers_differ_from_its_declaration_does_not_start(se
     runtime = runtime_handling(replace(declaration, handled=declaration.handled[1:]))
     with pytest.raises(Unbranched, match=f"no handler for {declaration.handled[0].__name__} "):
         runtime.consume(declaration)
+
+
+async def test_a_record_of_a_type_passed_over_is_read_no_further_than_its_headers():
+    """Its body is not parsed (a malformed one is left to the consumers that handle its type,
+    which dead-letter it; this one's broker is not even started), and its journal's floor counts."""
+    runtime = runtime_handling(ledger.CONSUMES)
+    runtime.consume(ledger.CONSUMES)
+    passed_over = ledger.CONSUMES.passed_over[0]
+    topic, floor = topic_of(passed_over.publisher, runtime.settings.topic_namespace), datetime(2026, 1, 2, tzinfo=UTC)
+    record = ConsumerRecord(topic=topic, partition=0, offset=0, timestamp=0, timestamp_type=0, key=b"job", value=b"{not json",
+                            checksum=None, serialized_key_size=3, serialized_value_size=9,
+                            headers=[("ce_type", passed_over.event_type.encode()), (FLOOR, floor.isoformat().encode())])
+    assert await runtime.consumer._decode([record]) == []
+    assert runtime.consumer.inbox_floors.floors[topic] == floor
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import functools
 import os
 
 import pytest
+from threadpoolctl import threadpool_info
 
 from services.common import face_models
 from services.common.turns import Turn
@@ -44,6 +45,12 @@ async def test_the_workers_give_way_to_the_services():
     assert niceness >= os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS or niceness == 19
     scheduler = await loop.run_in_executor(painting_workers._pool(), os.sched_getscheduler, 0)
     assert scheduler == os.SCHED_BATCH
+
+
+async def test_a_worker_paints_on_one_thread_of_each_numerical_library():
+    libraries = await asyncio.get_running_loop().run_in_executor(painting_workers._pool(), threadpool_info)
+    assert libraries, "numpy's BLAS is loaded in a worker"
+    assert [library["num_threads"] for library in libraries] == [1] * len(libraries), libraries
 
 
 async def test_another_tenants_painting_is_made_next_not_after_a_floods_queued_ones():

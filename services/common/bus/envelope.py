@@ -160,6 +160,12 @@ class KafkaRecord(Protocol):
     def value(self) -> bytes | None: ...
 
 
+def type_and_floor(record: KafkaRecord) -> tuple[str, datetime | None]:
+    """A record's event type and its journal's floor, read from its headers alone."""
+    headers = dict(record.headers or ())
+    return headers.get("ce_type", b"").decode(errors="replace"), _moment(headers.get(FLOOR))
+
+
 def from_kafka(record: KafkaRecord, topic: str | None = None) -> Envelope:
     try:
         headers = dict(record.headers or ())

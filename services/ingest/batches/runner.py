@@ -56,6 +56,7 @@ class BatchRunner(PeriodicRound):
     def __init__(self, app: FastAPI, settings: IngestSettings) -> None:
         self.app, self.settings = app, settings
         self.interval_s, self.task_name = settings.batch_interval_s, "ingest-batches"
+        self.idle_interval_s = settings.batch_idle_interval_s
 
     @property
     def runtime(self) -> Any:
@@ -81,6 +82,10 @@ class BatchRunner(PeriodicRound):
                     await batch_store.release_batch(conn, batch["id"], wait_s=wait_s)
             worked += 1
         return worked
+
+    async def next_due_s(self) -> float | None:
+        async with self.runtime.pool.connection() as conn:
+            return await batch_store.next_due_s(conn)
 
     async def work(self, batch: dict[str, Any]) -> float:
         """One step of the batch; how long until its next."""

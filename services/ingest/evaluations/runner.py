@@ -41,6 +41,7 @@ class EvaluationRunner(PeriodicRound):
     def __init__(self, app: FastAPI, settings: IngestSettings) -> None:
         self.app, self.settings = app, settings
         self.interval_s, self.task_name = settings.evaluation_interval_s, "ingest-evaluations"
+        self.idle_interval_s = settings.evaluation_idle_interval_s
 
     def workshop(self) -> Workshop:
         state = self.app.state
@@ -62,6 +63,10 @@ class EvaluationRunner(PeriodicRound):
             async with runtime.pool.connection() as conn:
                 await evaluation_store.release_evaluation(conn, row["id"], wait_s=wait_s)
         return 1
+
+    async def next_due_s(self) -> float | None:
+        async with self.app.state.runtime.pool.connection() as conn:
+            return await evaluation_store.next_due_s(conn)
 
     async def work(self, row: dict[str, Any]) -> float:
         if row["status"] in ("pending", "running"):

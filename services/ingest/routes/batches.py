@@ -21,7 +21,7 @@ from services.ingest.batches.models import (
     batch_object,
     internal_id,
 )
-from services.ingest.deps import JobsReader, JobsSubmitter, Runtime
+from services.ingest.deps import BatchRounds, JobsReader, JobsSubmitter, Runtime
 from services.ingest.store import batches as batch_store
 from services.ingest.store.batches import NewBatch
 
@@ -37,7 +37,7 @@ async def shown(runtime: Any, row: dict[str, Any]) -> Batch:
 
 
 @router.post("", response_model=Batch, responses=BATCH_RESPONSES)
-async def create_batch(body: BatchRequest, caller: JobsSubmitter, runtime: Runtime) -> Batch:
+async def create_batch(body: BatchRequest, caller: JobsSubmitter, runtime: Runtime, rounds: BatchRounds) -> Batch:
     """Run every line of an uploaded file (`POST /v1/files`) as a job; every line must name the
     batch's `endpoint`. The batch is `in_progress` at once (its file was checked when uploaded),
     `completed` when every line's job has ended, with its `output_file_id` and `error_file_id`;
@@ -57,6 +57,7 @@ async def create_batch(body: BatchRequest, caller: JobsSubmitter, runtime: Runti
             completion_window=body.completion_window, metadata=body.metadata, total=file["lines"],
             expires_at=datetime.now(UTC) + WINDOW, api_key_id=caller.key_id,
             key_caps=caller.caps.model_dump(mode="json")))
+    rounds.wake()
     return await shown(runtime, row)
 
 
@@ -94,7 +95,7 @@ async def get_batch(batch_id: str, tenant: JobsReader, runtime: Runtime) -> Batc
 
 
 @router.post("/{batch_id}/cancel", response_model=Batch, responses=BATCH_RESPONSES | problems.responses(409))
-async def cancel_batch(batch_id: str, caller: JobsSubmitter, runtime: Runtime) -> Batch:
+async def cancel_batch(batch_id: str, caller: JobsSubmitter, runtime: Runtime, rounds: BatchRounds) -> Batch:
     """Stop a batch: no more lines are submitted, its unfinished jobs are canceled (`cancelling`),
     then it is `cancelled`, with output and error files of what ended. What was delivered stays
     delivered and charged. A batch that has ended answers 409."""
@@ -104,4 +105,5 @@ async def cancel_batch(batch_id: str, caller: JobsSubmitter, runtime: Runtime) -
     async with runtime.pool.connection() as conn:
         await batch_store.set_status(conn, row["id"], status="cancelling", at_column="cancelling_at")
         row = await batch_store.read_batch(conn, row["id"]) or row
+    rounds.wake()
     return await shown(runtime, row)

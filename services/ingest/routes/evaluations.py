@@ -13,7 +13,17 @@ from services.common.problems import Problem
 from services.ingest.accounts import spend_caps
 from services.ingest.accounts.spend_caps import Submitter
 from services.ingest.accounts.webhook_targets import check_webhook_url
-from services.ingest.deps import Caller, JobsReader, JobsSubmitter, Objects, Plans, Runtime, Screening, Settings
+from services.ingest.deps import (
+    Caller,
+    EvaluationRounds,
+    JobsReader,
+    JobsSubmitter,
+    Objects,
+    Plans,
+    Runtime,
+    Screening,
+    Settings,
+)
 from services.ingest.evaluations.judging import checked_profile
 from services.ingest.evaluations.models import Evaluation, EvaluationBatchRequest, EvaluationRequest, JudgedBy
 from services.ingest.evaluations.sources import Sources
@@ -87,7 +97,7 @@ def stored_request(body: EvaluationRequest) -> dict[str, Any]:
 @router.post("/batches", status_code=202, response_model=Evaluation, responses=RESPONSES | problems.responses(429))
 async def create_evaluation_batch(body: EvaluationBatchRequest, request: Request, response: Response,
                                   caller: JobsSubmitter, runtime: Runtime, settings: Settings, objects: Objects,
-                                  gate: Screening, plans: Plans, ledger: Ledger) -> Evaluation:
+                                  gate: Screening, plans: Plans, ledger: Ledger, rounds: EvaluationRounds) -> Evaluation:
     """Judge many images in the background (202): up to your plan's `evaluation_batch_images`,
     a few at a time, each as `POST /v1/evaluations` judges it; follow it at
     `GET /v1/evaluations/{id}`, and name a `webhook_url` to be told `evaluation.completed`
@@ -116,6 +126,7 @@ async def create_evaluation_batch(body: EvaluationBatchRequest, request: Request
         await evaluation_store.insert_evaluation(conn, NewEvaluation(
             id=evaluation_id, tenant_id=tenant, kind="batch", status="pending", request=stored_request(body),
             profile=checked_profile(body, settings), sources=kept, webhook_url=body.webhook_url))
+    rounds.wake()
     response.headers["Location"] = f"/v1/evaluations/{evaluation_id}"
     shown = await workshop_of(request, sources).shown(evaluation_id, tenant)
     assert shown is not None

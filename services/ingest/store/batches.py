@@ -156,6 +156,14 @@ async def claim_batch(conn: Conn, lease_s: float) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
+async def next_due_s(conn: Conn) -> float | None:
+    """Seconds until the first batch with work to do may be claimed (None: there is none)."""
+    row = await (await conn.execute(
+        "SELECT extract(epoch FROM min(greatest(not_before, lease_until)) - now())::float8 AS due_s FROM batches"
+        " WHERE status IN ('in_progress', 'cancelling')")).fetchone()
+    return row["due_s"] if row else None
+
+
 async def release_batch(conn: Conn, batch_id: UUID, *, wait_s: float) -> None:
     """Free the lease; look again in `wait_s`."""
     await conn.execute("UPDATE batches SET lease_until = NULL, not_before = now() + make_interval(secs => %s)"

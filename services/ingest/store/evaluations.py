@@ -89,6 +89,14 @@ async def claim_evaluation(conn: Conn, lease_s: float) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
+async def next_due_s(conn: Conn) -> float | None:
+    """Seconds until the first batch with images to judge or a webhook due may be claimed (None: there is none)."""
+    row = await (await conn.execute(
+        "SELECT extract(epoch FROM min(greatest(not_before, lease_until)) - now())::float8 AS due_s FROM evaluations"
+        " WHERE status IN ('pending', 'running') OR webhook_state = 'pending'")).fetchone()
+    return row["due_s"] if row else None
+
+
 async def release_evaluation(conn: Conn, evaluation_id: UUID, *, wait_s: float) -> None:
     await conn.execute("UPDATE evaluations SET lease_until = NULL, not_before = now() + make_interval(secs => %s)"
                        " WHERE id = %s", [wait_s, evaluation_id])

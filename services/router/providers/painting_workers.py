@@ -33,7 +33,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
 from services.common.turns import PlacesAndSpare, Turn
-from services.common.worker_processes import keep_priority_of, watch_owner, yield_to_services
+from services.common.worker_processes import keep_priority_of, one_thread_each, watch_owner, yield_to_services
 from services.router.providers.base import CALL_TURN
 from services.router.providers.painter import CandidateRange, LocalGenerator, PaintedCandidate
 from services.router.providers.portraits.painter import Sitting, paint_portrait
@@ -55,6 +55,7 @@ def _start_worker(owner: int, gives_way: bool) -> None:
         yield_to_services()
     else:
         keep_priority_of(owner)
+    one_thread_each()  # numpy's and OpenCV's BLAS are loaded: the forkserver preloads this module
     watch_owner(owner)
 
 
