@@ -72,6 +72,8 @@ class TrainingScript:
     weights: str = "own"
     webhooks: int = 1
     cog_flux: str = "51e81e0"
+    # The next polls of a training's status answered with these errors, in order (429, 503).
+    poll_faults: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -169,6 +171,17 @@ def _image_url(request: Request, job: str, size: tuple[int, int], n: int) -> str
 # ---- fal ----------------------------------------------------------------------------------
 
 
+def fal_fault(status: int) -> Response:
+    """A poll fal's edge refuses: 429 from fal's own servers (`x-fal-request-id`, a JSON detail), or
+    an ingress 502-504 (nginx's HTML page, no `x-fal-request-id`), as fal_client tells them apart
+    (fal-ai/fal@c6f0afa `projects/fal_client/src/fal_client/client.py` `_is_ingress_error`)."""
+    if status == 429:
+        return JSONResponse({"detail": "Too many requests"}, status_code=429,
+                            headers={"x-fal-request-id": uuid.uuid4().hex, "retry-after": "0"})
+    return Response(f"<html><head><title>{status}</title></head><body><center><h1>{status}</h1></center><hr>"
+                    "<center>nginx</center></body></html>", status_code=status, media_type="text/html")
+
+
 def fal_identity_app(market: IdentityMarket) -> Starlette:
     async def submit(request: Request) -> Response:
         if request.headers.get("authorization") != f"Key {SECRET}":
@@ -213,12 +226,17 @@ def fal_identity_app(market: IdentityMarket) -> Starlette:
             done = fixture("fal/status_completed.json")
             return JSONResponse(done | ({"error": image["result"]["error"], "error_type": "runner_error"}
                                         if "error" in image["result"] else {}))
+        if market.script.poll_faults:
+            return fal_fault(market.script.poll_faults.pop(0))
         training.polls += 1
         if training.canceled or training.ended(market.script):
             done = fixture("fal/status_completed.json")
             failed = training.canceled or market.script.fails
             return JSONResponse(done | ({"error": "training failed", "error_type": "internal_error"} if failed else {}))
-        return JSONResponse(fixture("fal/status_in_queue.json" if training.polls == 1 else "fal/status_in_progress.json"))
+        # 202 while the request is queued or running, 200 once it is completed: fal's queue, as
+        # fal-ai/fal@c6f0afa `projects/fal/tests/unit/cli/test_api.py` (`FakeQueue`) answers a poll.
+        return JSONResponse(fixture("fal/status_in_queue.json" if training.polls == 1 else "fal/status_in_progress.json"),
+                            status_code=202)
 
     async def result(request: Request) -> Response:
         rid = request.path_params["rid"]

@@ -121,6 +121,20 @@ async def test_a_fal_training_sends_the_published_input_and_its_weights_are_copi
     assert stored["state"] == "trained" and stored["handle"]["id"] == training.id
 
 
+async def test_a_fal_training_polled_through_202s_429s_and_503s_is_one_training_trained(bench, fal, subject):
+    """fal's queue answers 202 while a request is queued or running; a 429 and an ingress 503 in
+    between say nothing about the training: it is polled again, never canceled."""
+    market, url = fal
+    market.reset(TrainingScript(polls=4, poll_faults=[429, 503, 429]))
+    supervisor, announced = bench.supervisor({"fal-trainer": fal_trainer(url)})
+    row = await bench.identity("fal-trainer", subject)
+    await supervisor.drive(await bench.claimed(supervisor, row))
+    [training] = market.trainings.values()
+    assert not announced.of(IdentityTrainingFailed), announced.of(IdentityTrainingFailed)
+    assert len(announced.of(IdentityTrained)) == 1 and not training.canceled and training.polls == 5
+    assert (await bench.row(row.identity_id))["state"] == "trained"
+
+
 async def test_the_portrait_trainer_takes_its_trigger_phrase(bench, fal, subject):
     market, url = fal
     market.reset()
