@@ -158,6 +158,17 @@ async def test_a_failed_training_is_announced_as_the_providers_failure(bench, fa
     assert (await bench.row(row.identity_id))["state"] == "failed" and not announced.of(IdentityTrained)
 
 
+async def test_a_trainer_that_refuses_its_input_fails_the_training_through_no_fault_of_the_tenant(bench, fal, subject):
+    """The photos were screened and accepted here: what a trainer refuses (fal's 422) is between
+    the platform and the provider, never the tenant's to pay for."""
+    market, url = fal
+    market.reset()
+    supervisor, announced = bench.supervisor({"fal-trainer": fal_trainer(url, fixed={"is_style": "no"})})
+    await supervisor.drive(await bench.claimed(supervisor, await bench.identity("fal-trainer", subject)))
+    [failed] = announced.of(IdentityTrainingFailed)
+    assert failed.failure_code == "training_refused" and "HTTP 422" in failed.reason and not failed.tenant_fault
+
+
 async def test_weights_whose_url_expired_are_asked_again_and_copied(bench, fal, subject, object_store, keys):
     market, url = fal
     market.reset(TrainingScript(polls=1, weights="expire_once"))

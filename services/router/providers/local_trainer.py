@@ -8,7 +8,7 @@ training's time is set in providers.yaml, like a hosted trainer's minutes. The h
 down before the first poll) holds the weights and when they are ready, so a router that
 restarts meanwhile finds the training where it was, not started again. `local.failure_rate`
 fails that share of trainings (the provider's fault); photos in which no face is found fail
-it as the tenant's.
+it as a refusal (`bad_request`), which no more than any other failure is charged.
 """
 
 import asyncio

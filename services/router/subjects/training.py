@@ -59,8 +59,11 @@ class TrainingFailure:
 
 
 def failure_of(error: ProviderError) -> TrainingFailure:
+    """A training the provider failed, refused or ran out of time on: never the tenant's fault,
+    whose photos were screened and accepted here (what a trainer refuses is between the
+    platform and the provider, and a status misread would otherwise be billed to the tenant)."""
     if error.kind == "bad_request":
-        return TrainingFailure("training_refused", str(error), tenant_fault=True)
+        return TrainingFailure("training_refused", str(error))
     if error.kind == "timeout":
         return TrainingFailure("training_timeout", str(error))
     return TrainingFailure("training_failed", str(error))
