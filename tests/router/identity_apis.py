@@ -105,7 +105,18 @@ class IdentityMarket:
     callbacks: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     destinations: set[str] = field(default_factory=lambda: {"genline/identities"})
+    # The versions Replicate trainings pushed, by model (`owner/name`) and version id: their weights' tar.
+    versions: dict[str, dict[str, bytes]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def version_weights(self, url: str) -> bytes | None:
+        """The weights at `https://replicate.com/{owner}/{name}[/versions/{id}]/_weights`: a
+        version's, or the latest version's of the model."""
+        match = re.match(r"^https://replicate.com/([^/]+/[^/]+)(?:/versions/([^/]+))?/_weights$", url)
+        pushed = self.versions.get(match[1], {}) if match else {}
+        if not match or not pushed:
+            return None
+        return pushed.get(match[2]) if match[2] else list(pushed.values())[-1]
 
     def reset(self, script: TrainingScript | None = None) -> None:
         with self.lock:
@@ -114,6 +125,7 @@ class IdentityMarket:
                 kept.clear()
             for listed in (self.images, self.fetched, self.deleted_versions, self.callbacks, self.errors):
                 listed.clear()
+            self.versions.clear()
 
     def train(self, model: str, body: dict[str, Any], request: Request) -> Training:
         training = Training(uuid.uuid4().hex[:26], model, body, dict(request.headers), dict(request.query_params),
@@ -276,11 +288,25 @@ def fal_identity_app(market: IdentityMarket) -> Starlette:
 
 
 def cog_flux_url(url: str, commit: str) -> str:
-    """What cog-flux downloads for a `.safetensors` URL given as `lora_weights` (weights.py
-    `make_download_url`): at 1d75bdd the part before `?`, from 2943a6f on the whole URL."""
-    if commit == "1d75bdd" and (match := re.match(r"^(https?://.*\.safetensors)(?:\?|$)", url)):
+    """What cog-flux downloads for `lora_weights` (replicate/cog-flux `weights.py`
+    `make_download_url`, the same at 1d75bdd and 51e81e0 but for a `.safetensors` URL's query):
+    a `.safetensors` URL (at 1d75bdd the part before `?`, from 2943a6f on the whole URL), a
+    Replicate model `owner/name` (its latest version's weights) or version `owner/name/version`
+    (`https://replicate.com/…/_weights`), a `.tar` on replicate.delivery; anything else is refused
+    as the loader refuses it. `owner/name:version` reads as a model named `name:version`."""
+    if url.startswith("data:"):
+        return url
+    safetensors = r"^(https?://.*\.safetensors)(?:\?|$)" if commit == "1d75bdd" else r"^(https?://.*\.safetensors(\?.*)?)$"
+    if match := re.match(safetensors, url):
         return match[1]
-    return url
+    if match := re.match(r"^(?:https?://replicate.com/)?([^/]+)/([^/]+)/?$", url):
+        return f"https://replicate.com/{match[1]}/{match[2]}/_weights"
+    if match := re.match(r"^(?:https?://replicate.com/)?([^/]+)/([^/]+)/(?:versions/)?([^/]+)/?$", url):
+        return f"https://replicate.com/{match[1]}/{match[2]}/versions/{match[3]}/_weights"
+    if match := re.match(r"^(https?://replicate.delivery/.*\.tar)$", url):
+        return match[1]
+    raise ValueError("Failed to parse URL. Expected either: * Replicate model in the format <owner>/<username> or"
+                     " <owner>/<username>/<version> * … * Arbitrary .safetensors URLs from the Internet")
 
 
 def replicate_identity_app(market: IdentityMarket) -> Starlette:
@@ -321,6 +347,8 @@ def replicate_identity_app(market: IdentityMarket) -> Starlette:
         if market.script.fails:
             return answer | {"status": "failed", "output": None, "error": "CUDA out of memory"}
         version = hashlib.sha256(training.id.encode()).hexdigest()
+        with market.lock:  # the training pushed a version of its destination
+            market.versions.setdefault(training.body["destination"], {})[version] = replicate_tar()
         answer["output"] = {"version": f"{training.body['destination']}:{version}",
                             "weights": f"{_base(request)}/files/{training.id}/trained_model.tar"}
         return answer
@@ -363,16 +391,26 @@ def replicate_identity_app(market: IdentityMarket) -> Starlette:
         if errors := _invalid("identity/replicate_flux_dev_lora_inputs.schema.json", given):
             return JSONResponse({"title": "Input validation failed", "detail": "; ".join(errors), "status": 422},
                                 status_code=422)
-        pid, error = uuid.uuid4().hex[:26], None
-        weights = given.get("lora_weights")
-        if weights and re.match(r"^[^/:]+/[^/:]+[:/][0-9a-z]+$", weights):
-            market.fetched.append((weights, 200))  # a Replicate model version: fetched from Replicate itself
-        elif weights and await _fetch(market, cog_flux_url(weights, market.script.cog_flux)) != 200:
-            error = "Weights not found at the supplied URL. Please check the URL."
+        pid = uuid.uuid4().hex[:26]
+        error = await _lora_error(given["lora_weights"]) if given.get("lora_weights") else None
         size = _replicate_size(given)
         market.images.append({"id": pid, "model": request.path_params["name"], "body": given, "error": error,
                               "urls": [_image_url(request, pid, size, n) for n in range(given.get("num_outputs", 1))]})
         return JSONResponse(prediction(request, market.images[-1]), status_code=201)
+
+    async def _lora_error(weights: str) -> str | None:
+        """Why cog-flux's loader cannot load `weights`, if it cannot."""
+        try:
+            url = cog_flux_url(weights, market.script.cog_flux)
+        except ValueError as error:
+            return str(error)
+        if url.startswith("https://replicate.com/"):  # a Replicate model's or version's weights, from Replicate itself
+            found = market.version_weights(url)
+            market.fetched.append((weights, 200 if found is not None else 404))
+            return None if found is not None else "Failed to download tarball: pget exited with status 1 (404)"
+        if await _fetch(market, url) != 200:
+            return "Weights not found at the supplied URL. Please check the URL."
+        return None
 
     def prediction(request: Request, made: dict[str, Any]) -> dict[str, Any]:
         base = f"{_base(request)}/v1/predictions/{made['id']}"

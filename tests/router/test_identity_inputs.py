@@ -82,8 +82,9 @@ def test_a_model_carries_only_weights_of_its_base_by_a_link_it_reads():
     old_cog = config("replicate", {"identity": {"lora": {**COG_FLUX["identity"]["lora"], "link": "replicate_version"}}})
     assert old_cog.carries(old_cog.models[0], LORA)
     assert not old_cog.carries(old_cog.models[0], IdentityInput(mode="lora", subject_id="s1", base="flux-dev", weights_url="https://x"))
+    # A version as cog-flux's weights loader reads one (`owner/name/version`), not as Replicate names it.
     assert model_input(old_cog.inputs_for(old_cog.models[0]), request(LORA)).payload["lora_weights"] == \
-        "me/identities:0123"
+        "me/identities/0123"
 
 
 TRAINER = {"model": {"name": "t", "version": "1", "remote_id": "fal-ai/flux-lora-fast-training"}, "base": "flux-dev",

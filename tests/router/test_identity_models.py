@@ -22,6 +22,7 @@ from tests.router.identity_apis import (
     TrainingScript,
     fal_identity_app,
     replicate_identity_app,
+    replicate_tar,
     together_identity_app,
 )
 from tests.router.market import SECRET
@@ -126,17 +127,24 @@ async def test_cog_flux_reads_a_presigned_link_only_from_the_commit_that_keeps_i
     assert market.fetched == [(weights_link.partition("?")[0], 403)]
 
 
-async def test_an_older_cog_flux_is_given_the_version_a_replicate_training_made(simulated, client, weights_link):
+async def test_an_older_cog_flux_is_given_the_version_a_replicate_training_made_as_its_loader_reads_one(
+        simulated, client, weights_link):
+    """A Replicate training names its version `owner/name:version`; cog-flux's weights loader
+    takes a version as `owner/name/version` (`make_download_url`), and reads the other as a
+    model named `name:version`, whose weights are not found."""
     market, _ = simulated
     market.reset(TrainingScript(cog_flux="1d75bdd"))
+    version = "9f2c" * 16
+    market.versions["genline/identities"] = {version: replicate_tar()}  # pushed by a training at Replicate
     model = {**COG_FLUX, "inputs": {**COG_FLUX["inputs"], "identity": {"lora": {
         **COG_FLUX["inputs"]["identity"]["lora"], "link": "replicate_version"}}}}
     old = provider(simulated, client, "replicate", model, ["lora"])
     assert not old.config.carries(old.config.models[0], lora(weights_link))
-    trained_at_replicate = lora(weights_link, "genline/identities:9f2c")
+    trained_at_replicate = lora(weights_link, f"genline/identities:{version}")
     assert old.config.carries(old.config.models[0], trained_at_replicate)
-    await old.generate(asked(trained_at_replicate))
-    assert market.images[0]["body"]["lora_weights"] == "genline/identities:9f2c"
+    images = await old.generate(asked(trained_at_replicate))
+    assert market.images[0]["body"]["lora_weights"] == f"genline/identities/{version}"
+    assert market.fetched == [(f"genline/identities/{version}", 200)] and len(images) == 2
 
 
 async def test_reference_models_get_the_subjects_photos(simulated, client):

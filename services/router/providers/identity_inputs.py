@@ -12,8 +12,8 @@ Two ways (DESIGN.md §13), each a provider declares in `capabilities.identity`:
   (fal, Together, and cog-flux from replicate/cog-flux@2943a6f on, which keeps a `.safetensors`
   URL's query string: before it, `make_download_url` kept only what precedes `?` and a
   presigned link lost its signature), or, for a cog-flux model built before that,
-  `replicate_version`: the Replicate model version a training at Replicate made
-  (`owner/name:version`), the only weights such a model can read.
+  `replicate_version`: the Replicate model version a training at Replicate made, as the
+  loader reads one (`owner/name/version`), the only weights such a model can read.
 * `reference`: the subject's photos as data: URIs, one (`url`: fal's flux-pulid
   `reference_image_url`) or several (`list`: Kontext's `image_urls`), up to `max`.
 
@@ -116,13 +116,21 @@ def prompted(lora: LoraInput, identity: IdentityInput, *, prompt: str) -> str:
 
 
 def lora_fields(lora: LoraInput, identity: IdentityInput) -> dict[str, Any]:
-    url = identity.provider_version if lora.link == "replicate_version" else identity.weights_url
+    url = replicate_weights(identity.provider_version or "") if lora.link == "replicate_version" else identity.weights_url
     if lora.style == "url":
         fields: dict[str, Any] = {lora.field: url}
         if lora.scale_field:
             fields[lora.scale_field] = lora.scale
         return fields
     return {lora.field: [{lora.path_key: url, lora.scale_key: lora.scale}]}
+
+
+def replicate_weights(version: str) -> str:
+    """A Replicate model version as cog-flux's weights loader takes it: `owner/name/version`
+    (replicate/cog-flux `weights.py` `make_download_url`). Replicate names a version
+    `owner/name:version`, which the loader reads as a model named `name:version`, and fails."""
+    owner_name, _, version_id = version.partition(":")
+    return f"{owner_name}/{version_id}" if version_id else owner_name
 
 
 def photo_uri(photo: bytes) -> str:

@@ -86,8 +86,15 @@ class ReplicateTrainer:
         if not isinstance(weights, str):
             raise ProviderError(kind="bad_output", message=f"{self.name}: the training's output has no weights", terminal=True)
         predict_time = object_at(training, "metrics").get("predict_time")
-        return TrainingOutput(weights_url=weights, provider_version=version if isinstance(version, str) else None,
+        return TrainingOutput(weights_url=weights, provider_version=self._version(version),
                               compute_s=float(predict_time) if isinstance(predict_time, (int, float)) else None)
+
+    def _version(self, version: object) -> str | None:
+        """The version the training pushed, as Replicate names one (`owner/name:version`), also
+        where the answer gives the version id alone."""
+        if not isinstance(version, str) or not version:
+            return None
+        return version if ":" in version else f"{self.training.destination}:{version}"
 
     async def cancel(self, handle: dict[str, Any]) -> None:
         await self.http.request(ApiRequest(method="POST", url=handle["cancel"]))
