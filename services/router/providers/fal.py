@@ -29,11 +29,15 @@ seed is in the result. Callbacks are signed with Ed25519 against fal's JWKS
 (`options.jwks_url`).
 
 A stage other than generate posts the model's input as configured, the candidate's image
-as a data: URI in its top-level `image_field`.
+as a data: URI in its top-level `image_field`. A subject's photos go to reference models and
+trainers as files uploaded to fal's storage (`FalStorage`), kept there for
+`options.upload_expiration_s` (a training's: its `timeout_s`).
 """
 
+import json
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -43,13 +47,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.router.providers.adapters import AdapterTraits, adapter, adapter_options
 from services.router.providers.base import ErrorKind, GeneratedImage, ProviderError
 from services.router.providers.billing import BilledJob
+from services.router.providers.hosted_files import SPARE_S, FileHost, HostedFile, Upload
 from services.router.providers.inputs import CountInput, ModelInputs, SeedInput, SizeInput
 from services.router.providers.remote import RemoteProvider
 from services.router.providers.remote_calls import Fetched, OutputImage, RemoteCall, RemoteOutput
-from services.router.providers.transport import ApiRequest, json_object, status_error
+from services.router.providers.transport import ApiRequest, ProviderHttp, json_object, status_error
 from services.router.providers.webhooks import callback_json, jwks_ed25519_keys, verify_fal_webhook
 
 JWKS_TTL_S = 24 * 3600
+# How long fal should keep what a request or an upload makes (its "media expiration" page).
+LIFECYCLE = "X-Fal-Object-Lifecycle-Preference"
 RUNNING = frozenset({"IN_QUEUE", "IN_PROGRESS"})
 # A status poll is answered 202 while the request is queued or running and 200 once it is
 # completed (fal-ai/fal@c6f0afa `projects/fal/tests/unit/cli/test_api.py`, `FakeQueue`);
@@ -68,12 +75,53 @@ class FalOptions(BaseModel):
     jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
     # How long fal keeps a training's outputs once made (fal_training.py): the router copies them at once.
     output_expiration_s: int = Field(24 * 3600, ge=60)
+    # Where files are uploaded for fal's models to read (fal_client's REST_URL): a subject's photos.
+    storage_url: str = "https://rest.alpha.fal.ai"
+    # How long fal keeps a photo uploaded for reference generation (an order's calls use it
+    # meanwhile, and upload it again as it nears its end).
+    upload_expiration_s: int = Field(3600, ge=2 * SPARE_S)
+
+
+@dataclass(eq=False)
+class FalStorage:
+    """fal's storage, as fal_client uploads a file there (fal-ai/fal@c6f0afa
+    `projects/fal_client/src/fal_client/client.py` `_upload_via_storage`): `POST
+    {storage_url}/storage/upload/initiate?storage_type=gcs` {file_name, content_type}, with the
+    file's lifetime in `X-Fal-Object-Lifecycle-Preference`, answers {upload_url, file_url}; the
+    bytes go by `PUT upload_url` (a signed URL: no key goes there). fal has no API that deletes
+    a file: it expires."""
+
+    http: ProviderHttp
+    options: FalOptions
+
+    async def upload(self, upload: Upload) -> HostedFile:
+        keep_s = upload.keep_s or self.options.upload_expiration_s
+        asked = ApiRequest(method="POST", url=f"{self.options.storage_url}/storage/upload/initiate?storage_type=gcs",
+                           json={"file_name": upload.name, "content_type": upload.media_type},
+                           headers={LIFECYCLE: json.dumps({"expiration_duration_seconds": keep_s})})
+        response = await self.http.request(asked)
+        if response.status_code not in (200, 201):
+            raise queue_error(self.http.name, response)
+        body = json_object(response, self.http.name)
+        upload_url, file_url = body.get("upload_url"), body.get("file_url")
+        if not (isinstance(upload_url, str) and isinstance(file_url, str)):
+            raise ProviderError(kind="server_error", message=f"{self.http.name}: the storage's answer has no upload_url and file_url")
+        put = await self.http.request(ApiRequest(method="PUT", url=upload_url, content=upload.data,
+                                                 headers={"Content-Type": upload.media_type},
+                                                 timeout_s=self.http.config.timeouts.overall_s))
+        if put.status_code not in (200, 201, 204):
+            raise status_error(self.http.name, put)
+        return HostedFile(url=file_url, expires_at=time.time() + keep_s)
+
+    async def delete(self, file_id: str) -> None:
+        """Nothing to delete: fal deletes the file itself once its lifetime ends."""
 
 
 @adapter("fal")
 class FalProvider(RemoteProvider):
     traits = AdapterTraits(
-        runs_stages=True, makes_clips=True, trains=True, default_endpoint="https://queue.fal.run", options=FalOptions, megapixels="whole",
+        runs_stages=True, makes_clips=True, trains=True, hosts_files=True, default_endpoint="https://queue.fal.run",
+        credential_hosts=("rest.alpha.fal.ai",), options=FalOptions, megapixels="whole",
         default_inputs=ModelInputs(size=SizeInput(style="image_size", field="image_size", multiple_of=8),
                                    count=CountInput(field="num_images", max=4), seed=SeedInput()),
     )
@@ -85,6 +133,9 @@ class FalProvider(RemoteProvider):
 
     def _auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Key {self.secret}"} if self.secret else {}
+
+    def _file_host(self) -> FileHost:
+        return FalStorage(self.http, self.options)
 
     async def _submit(self, call: RemoteCall) -> dict[str, Any]:
         url = self.url(f"/{call.pin.remote}")

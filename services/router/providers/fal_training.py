@@ -8,7 +8,10 @@ a training is a queue request like any other (fal.py), its result the weights' f
                                                      file_name, file_size}, config_file: {…}}
     PUT  {endpoint}/{app}/requests/{id}/cancel
 
-(fal-ai/fal-js@5324132 `libs/client/src/types/training/types.gen.ts`, `zod.gen.ts`.) fal has no
+(fal-ai/fal-js@5324132 `libs/client/src/types/training/types.gen.ts`, `zod.gen.ts`.) The photos'
+zip is uploaded to fal's storage first (fal.py `FalStorage`, kept for the training's
+`timeout_s`), and `images_data_url` is its URL (`images.via: presigned`: a presigned link to a
+copy in the internal bucket instead). fal has no
 API that deletes a file of its CDN: the training asks fal to delete its outputs after
 `output_expiration_s` (fal's "media expiration" page), which is all `forget` can do; the
 weights are copied into the internal bucket as soon as the training ends, so the router needs
@@ -20,11 +23,21 @@ from typing import Any
 from urllib.parse import urlencode
 
 from services.router.providers.base import ProviderContext, ProviderError
-from services.router.providers.fal import STATUS_OK, FalOptions, app_id, finished, queue_error, result_error
+from services.router.providers.fal import (
+    LIFECYCLE,
+    STATUS_OK,
+    FalOptions,
+    FalStorage,
+    app_id,
+    finished,
+    queue_error,
+    result_error,
+)
 from services.router.providers.registry import ProviderConfig
 from services.router.providers.trainers import (
     TrainingOutput,
     TrainingRequest,
+    hosted_photos,
     output_at,
     safetensors_of,
     trainer,
@@ -32,8 +45,6 @@ from services.router.providers.trainers import (
 )
 from services.router.providers.training_config import TrainerConfig
 from services.router.providers.transport import ApiRequest, ProviderHttp, json_object
-
-LIFECYCLE = "X-Fal-Object-Lifecycle-Preference"
 
 
 @trainer("fal")
@@ -57,9 +68,10 @@ class FalTrainer:
         url = f"{self.config.base_url}/{model}"
         if self.config.webhooks is not None:
             url += "?" + urlencode({"fal_webhook": f"{self.config.webhooks.url}/{self.name}"})
+        images, _ = await hosted_photos(self.training, request, host=FalStorage(self.http, self.options))
         lifecycle = json.dumps({"expiration_duration_seconds": self.options.output_expiration_s})
-        response = await self.http.request(ApiRequest(method="POST", url=url, json=training_input(self.training, request),
-                                                      headers={LIFECYCLE: lifecycle}))
+        response = await self.http.request(ApiRequest(method="POST", url=url, json=training_input(
+            self.training, request, images=images), headers={LIFECYCLE: lifecycle}))
         if response.status_code not in (200, 201, 202):
             raise queue_error(self.name, response)
         body = json_object(response, self.name)
@@ -94,6 +106,9 @@ class FalTrainer:
 
     async def forget(self, provider_version: str | None) -> None:
         """Nothing to delete: fal deletes the outputs itself after `output_expiration_s`."""
+
+    async def discard_photos(self, handle: dict[str, Any]) -> None:
+        """Nothing to delete: the photos uploaded expire at fal by the training's `timeout_s`."""
 
     def remote_id(self, handle: dict[str, Any]) -> str:
         return str(handle.get("id", ""))

@@ -68,6 +68,9 @@ class LocalTrainer:
     async def forget(self, provider_version: str | None) -> None:
         """The local trainer keeps nothing of a training."""
 
+    async def discard_photos(self, handle: dict[str, Any]) -> None:
+        """The photos were never sent anywhere."""
+
     def remote_id(self, handle: dict[str, Any]) -> str:
         return str(handle.get("id", ""))
 

@@ -57,14 +57,16 @@ OUTPUT_GONE = frozenset({401, 403, 404, 410})
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ApiRequest:
-    """One request to a provider's API: a JSON body or a multipart form (fields without a file
-    name), the adapter's own headers (its key is added where the key may go), and a timeout
-    other than the submit timeout where the call needs one."""
+    """One request to a provider's API: a JSON body, a multipart form (fields without a file
+    name, and files as (name, bytes, media type)) or raw bytes (`content`: an upload), the
+    adapter's own headers (its key is added where the key may go), and a timeout other than the
+    submit timeout where the call needs one."""
 
     method: str
     url: str
     json: object = None
-    files: Mapping[str, tuple[str | None, str]] | None = None
+    files: Mapping[str, tuple[str | None, str] | tuple[str, bytes, str]] | None = None
+    content: bytes | None = None
     headers: Mapping[str, str] | None = None
     timeout_s: float | None = None
 
@@ -93,7 +95,7 @@ class ProviderHttp:
         for _ in range(self.config.outputs.max_redirects + 1):
             headers = self._headers(asked.url, asked.headers)
             request = self.client.build_request(asked.method, asked.url, headers=headers, timeout=timeout,
-                                                json=asked.json, files=asked.files)
+                                                json=asked.json, files=asked.files, content=asked.content)
             response = await self._send(request)
             if response.status_code not in REDIRECTS or "location" not in response.headers:
                 return response
@@ -186,7 +188,7 @@ def _redirected(asked: ApiRequest, response: httpx.Response) -> ApiRequest:
     301 or 302 of a POST), as browsers do."""
     url = urljoin(str(response.request.url), response.headers["location"])
     if response.status_code == 303 or (response.status_code in (301, 302) and asked.method == "POST"):
-        return replace(asked, method="GET", url=url, json=None, files=None)
+        return replace(asked, method="GET", url=url, json=None, files=None, content=None)
     return replace(asked, url=url)
 
 
