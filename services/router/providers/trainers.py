@@ -101,7 +101,7 @@ def build_trainer(config: ProviderConfig, context: ProviderContext, *, secret: s
     return _TRAINERS[config.adapter](config, context, secret=secret)
 
 
-def check_photo_count(config: TrainerConfig, request: TrainingRequest) -> None:
+def _check_photo_count(config: TrainerConfig, request: TrainingRequest) -> None:
     images = config.images
     if not images.min <= len(request.photos) <= images.max:
         raise ProviderError(kind="bad_request", message=f"the trainer takes {images.min} to {images.max} photos, not"
@@ -113,7 +113,7 @@ async def hosted_photos(config: TrainerConfig, request: TrainingRequest, *,
     """The photos as the trainer takes them, by URL: the presigned link to their zip, or uploaded
     to the provider's storage (one zip, or each photo), kept there as long as the training may
     run; and the files uploaded, to delete once the training ends."""
-    check_photo_count(config, request)
+    _check_photo_count(config, request)
     if config.images.via == "presigned":
         if request.images_url is None:
             raise ValueError("images.via presigned: the caller keeps the photos' zip and links it")
