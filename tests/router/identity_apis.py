@@ -163,8 +163,11 @@ class IdentityMarket:
     destinations: set[str] = field(default_factory=lambda: {"genline/identities"})
     # The versions Replicate trainings pushed, by model (`owner/name`) and version id: their weights' tar.
     versions: dict[str, dict[str, bytes]] = field(default_factory=dict)
-    # Files uploaded to the provider's storage (fal's, Replicate's files API), by id; those deleted.
+    # Files uploaded to the provider's storage (fal's, Replicate's files API), by id: kept across
+    # resets, as a provider keeps them until they expire or are deleted; those uploaded since the
+    # last reset, and those deleted.
     files: dict[str, Hosted] = field(default_factory=dict)
+    uploaded: list[str] = field(default_factory=list)
     deleted_files: list[str] = field(default_factory=list)
     # Every request body received (JSON), to look for inline data in.
     bodies: list[Any] = field(default_factory=list)
@@ -188,10 +191,10 @@ class IdentityMarket:
     def reset(self, script: TrainingScript | None = None) -> None:
         with self.lock:
             self.script = script or TrainingScript()
-            for kept in (self.trainings, self.downloads, self.versions, self.files, self.pictures):
+            for kept in (self.trainings, self.downloads, self.versions, self.pictures):
                 kept.clear()
             for listed in (self.images, self.fetched, self.deleted_versions, self.callbacks, self.errors,
-                           self.deleted_files, self.bodies):
+                           self.uploaded, self.deleted_files, self.bodies):
                 listed.clear()
 
     def train(self, model: str, body: dict[str, Any], request: Request) -> Training:
@@ -209,7 +212,12 @@ class IdentityMarket:
         file_id = uuid.uuid4().hex[:24]
         with self.lock:
             self.files[file_id] = Hosted(data, name, content_type, dict(request.headers))
+            self.uploaded.append(file_id)
         return file_id
+
+    def uploads(self) -> dict[str, Hosted]:
+        """The files uploaded since the last reset and still kept, by id."""
+        return {file_id: self.files[file_id] for file_id in self.uploaded if file_id in self.files}
 
 
 def _data_uris(value: Any, where: str) -> list[str]:

@@ -151,7 +151,7 @@ async def test_an_older_cog_flux_is_given_the_version_a_replicate_training_made_
 
 def hosted(market: IdentityMarket, url: str) -> bytes:
     """The bytes of a file uploaded to the simulated fal storage, by its URL."""
-    return next(file.data for file_id, file in market.files.items() if f"/files/uploaded/{file_id}/" in url)
+    return next(file.data for file_id, file in market.uploads().items() if f"/files/uploaded/{file_id}/" in url)
 
 
 async def test_reference_models_get_the_subjects_photos_uploaded_once_to_fals_storage(simulated, client):
@@ -167,8 +167,8 @@ async def test_reference_models_get_the_subjects_photos_uploaded_once_to_fals_st
     sent = [made["body"]["reference_image_url"] for made in market.images]
     assert [hosted(market, url) for url in sent] == [*photos, photos[0]] and len(images) == 4
     # Each photo uploaded once, kept an hour, and no request carried one inline.
-    assert len(market.files) == 3 and market.inline() == []
-    assert {file.headers["x-fal-object-lifecycle-preference"] for file in market.files.values()} == {
+    assert len(market.uploads()) == 3 and market.inline() == []
+    assert {file.headers["x-fal-object-lifecycle-preference"] for file in market.uploads().values()} == {
         '{"expiration_duration_seconds": 3600}'}
     market.reset()
     kontext = provider(simulated, client, "fal", {"remote_id": "fal-ai/flux-pro/kontext/multi", "inputs": {
