@@ -106,9 +106,7 @@ class FalStorage:
         upload_url, file_url = body.get("upload_url"), body.get("file_url")
         if not (isinstance(upload_url, str) and isinstance(file_url, str)):
             raise ProviderError(kind="server_error", message=f"{self.http.name}: the storage's answer has no upload_url and file_url")
-        put = await self.http.request(ApiRequest(method="PUT", url=upload_url, content=upload.data,
-                                                 headers={"Content-Type": upload.media_type},
-                                                 timeout_s=self.http.config.timeouts.overall_s))
+        put = await self.http.upload(upload_url, data=upload.data, media_type=upload.media_type)
         if put.status_code not in (200, 201, 204):
             raise status_error(self.http.name, put)
         return HostedFile(url=file_url, expires_at=time.time() + keep_s)

@@ -57,16 +57,14 @@ OUTPUT_GONE = frozenset({401, 403, 404, 410})
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ApiRequest:
-    """One request to a provider's API: a JSON body, a multipart form (fields without a file
-    name, and files as (name, bytes, media type)) or raw bytes (`content`: an upload), the
-    adapter's own headers (its key is added where the key may go), and a timeout other than the
-    submit timeout where the call needs one."""
+    """One request to a provider's API: a JSON body or a multipart form (fields without a file
+    name, and files as (name, bytes, media type)), the adapter's own headers (its key is added
+    where the key may go), and a timeout other than the submit timeout where the call needs one."""
 
     method: str
     url: str
     json: object = None
     files: Mapping[str, tuple[str | None, str] | tuple[str, bytes, str]] | None = None
-    content: bytes | None = None
     headers: Mapping[str, str] | None = None
     timeout_s: float | None = None
 
@@ -95,7 +93,7 @@ class ProviderHttp:
         for _ in range(self.config.outputs.max_redirects + 1):
             headers = self._headers(asked.url, asked.headers)
             request = self.client.build_request(asked.method, asked.url, headers=headers, timeout=timeout,
-                                                json=asked.json, files=asked.files, content=asked.content)
+                                                json=asked.json, files=asked.files)
             response = await self._send(request)
             if response.status_code not in REDIRECTS or "location" not in response.headers:
                 return response
@@ -138,6 +136,15 @@ class ProviderHttp:
                 await response.aclose()
         raise ProviderError(kind="server_error", message=f"{self.name}: more than {self.config.outputs.max_redirects} redirects"
                                             f" downloading {url}")
+
+    async def upload(self, url: str, *, data: bytes, media_type: str) -> httpx.Response:
+        """Bytes PUT to the URL the provider named for them (its storage's signed upload URL),
+        reached as an output is: its own hosts, or an address the provider hosts' guard allows."""
+        target = await self._output_target(url)
+        request = self.client.build_request("PUT", target.url, content=data, timeout=self.config.timeouts.overall_s,
+                                            headers=self._headers(url, {"Content-Type": media_type}) | target.headers,
+                                            extensions=target.extensions)
+        return await self._send(request)
 
     async def _output_target(self, url: str) -> targets.PinnedRequest:
         """Where an output is fetched from: the provider's own hosts as the registry names them;
@@ -188,7 +195,7 @@ def _redirected(asked: ApiRequest, response: httpx.Response) -> ApiRequest:
     301 or 302 of a POST), as browsers do."""
     url = urljoin(str(response.request.url), response.headers["location"])
     if response.status_code == 303 or (response.status_code in (301, 302) and asked.method == "POST"):
-        return replace(asked, method="GET", url=url, json=None, files=None, content=None)
+        return replace(asked, method="GET", url=url, json=None, files=None)
     return replace(asked, url=url)
 
 
