@@ -19,6 +19,7 @@ delivered. No request to a provider carries a
 photo inline: each went as a file the provider keeps."""
 
 import asyncio
+import itertools
 import json
 import uuid
 from collections import Counter
@@ -34,6 +35,7 @@ from genline_stack.demo_subject import make_subject
 from genline_stack.embedded import create_topics
 from genline_stack.fleet import ServiceFleet
 from services.common.contracts import all_topics
+from services.common.quality.fingerprints import NEAR_DUPLICATE_BITS, distance
 from tests.e2e.conftest import Tenant, make_tenant
 from tests.router.identity_apis import (
     WEBHOOK_SECRET,
@@ -166,13 +168,30 @@ def ordered(tenant: Tenant, subject: dict, **fields) -> dict:
     return tenant.wait_settled([job_id], timeout_s=600)[job_id]
 
 
-def delivered_across_the_styles(job: dict) -> None:
-    passing = Counter(s["style"] for s in job["scores"] if s["passed"])
-    assert job["state"] == "succeeded", f"{job['state']}: {job.get('failure')}; passing by style: {passing}"
-    assert len(job["outputs"]) == IMAGES
+def delivered_across_the_styles(job: dict) -> int:
+    """The pictures delivered (their count): the 12 asked for, each the subject, in every one of
+    the six styles, each style's share of two where its candidates passed (one short of them
+    filled from the others: the order's 48 candidates are all it may generate). One exception,
+    the scorer's: it stops measuring once K candidates pass, two near-duplicates among them
+    included, so a style whose two passing pictures are alike ships one, and the order is
+    partial by that one."""
+    passing = [s for s in job["scores"] if s["passed"]]
+    by_style = Counter(s["style"] for s in passing)
     chosen = [s for s in job["scores"] if s["index"] in job["selected"]]
+    shown = Counter(s["style"] for s in chosen)
+    assert job["state"] in ("succeeded", "partially_succeeded"), f"{job['state']}: {job.get('failure')}; {by_style}"
     assert all(s["passed"] and s["dimensions"]["identity"]["value"] < 0.6 for s in chosen)
-    assert Counter(s["style"] for s in chosen) == dict.fromkeys(job["styles"], IMAGES // 6) and len(job["styles"]) == 6
+    assert set(shown) == set(job["styles"]) and len(job["styles"]) == 6, shown
+    short = [style for style in job["styles"] if shown[style] < min(IMAGES // 6, by_style[style])]
+    assert all(alike(s for s in passing if s["style"] == style) for style in short), (shown, by_style)
+    assert len(job["outputs"]) == len(chosen) == IMAGES - len(short) and (job["state"] == "succeeded") == (not short)
+    return len(chosen)
+
+
+def alike(scores) -> bool:
+    """Whether two of these candidates are near-duplicates (the scorer's fingerprint distance)."""
+    return any(distance(a["fingerprint"], b["fingerprint"]) <= NEAR_DUPLICATE_BITS
+               for a, b in itertools.combinations(list(scores), 2))
 
 
 def log_of(tenant: Tenant, job_id: str) -> list[dict]:
@@ -192,11 +211,11 @@ def test_fal_trains_the_face_paints_it_with_flux_lora_and_the_training_is_paid_o
     tenant = fal.tenant()
     subject = make_subject(tenant.http, lambda _: None)
     job = ordered(tenant, subject)
-    delivered_across_the_styles(job)
+    delivered = delivered_across_the_styles(job)
     assert job["subject"]["training"] == "trained" and job["subject"]["identity"]["mode"] == "lora"
-    assert job["billing"]["training"]["state"] == "charged" and job["billing"]["charged"] == IMAGES * PRICE
-    assert tenant.balance() == {"posted": CREDITS - IMAGES * PRICE - TRAINING, "pending": 0,
-                                "available": CREDITS - IMAGES * PRICE - TRAINING}
+    assert job["billing"]["training"]["state"] == "charged" and job["billing"]["charged"] == delivered * PRICE
+    spent = delivered * PRICE + TRAINING
+    assert tenant.balance() == {"posted": CREDITS - spent, "pending": 0, "available": CREDITS - spent}
     assert providers_used(job) == {"fal-flux-lora"}
     [training] = fal.market.trainings.values()
     assert not training.canceled and fal.market.callbacks == [204, 204]
@@ -209,11 +228,12 @@ def test_a_fal_training_that_fails_costs_nothing_the_order_goes_by_reference_and
     tenant = fal.tenant()
     subject = make_subject(tenant.http, lambda _: None)
     job = ordered(tenant, subject)
-    delivered_across_the_styles(job)
+    delivered = delivered_across_the_styles(job)
     assert job["subject"]["training"] == "failed" and job["subject"]["identity"]["mode"] == "reference"
     assert job["billing"]["training"]["state"] == "released" and job["billing"]["training"]["charged"] == 0
     assert providers_used(job) == {"fal-flux-pulid"}
-    assert tenant.balance()["posted"] == CREDITS - IMAGES * PRICE and tenant.balance()["pending"] == 0
+    assert tenant.balance() == {"posted": CREDITS - delivered * PRICE, "pending": 0,
+                                "available": CREDITS - delivered * PRICE}
     told = [(e["type"], e["payload"].get("mode")) for e in log_of(tenant, job["id"]) if e["type"].startswith("identity.")]
     assert told == [("identity.planned", "lora"), ("identity.training_failed", None), ("identity.planned", "reference")]
 
@@ -221,10 +241,10 @@ def test_a_fal_training_that_fails_costs_nothing_the_order_goes_by_reference_and
     # passing image by now): never refused; its line charged only if it trained.
     fal.market.reset(TrainingScript(latency_s=2.0, webhooks=1))
     again = ordered(tenant, subject)
-    delivered_across_the_styles(again)
+    delivered += delivered_across_the_styles(again)
     trained = again["subject"]["training"] == "trained"
     assert again["billing"]["training"]["state"] == ("charged" if trained else "released")
-    spent = 2 * IMAGES * PRICE + (TRAINING if trained else 0)
+    spent = delivered * PRICE + (TRAINING if trained else 0)
     assert tenant.balance() == {"posted": CREDITS - spent, "pending": 0, "available": CREDITS - spent}
 
 
@@ -233,10 +253,10 @@ def test_pulid_carries_the_face_by_reference_from_photos_uploaded_once_and_train
     tenant = fal.tenant()
     subject = make_subject(tenant.http, lambda _: None)
     job = ordered(tenant, subject, identity="reference")
-    delivered_across_the_styles(job)
+    delivered = delivered_across_the_styles(job)
     assert job["subject"]["identity"]["mode"] == "reference" and providers_used(job) == {"fal-flux-pulid"}
-    assert job["billing"].get("training") in (None, {}) or job["billing"]["training"]["charged"] == 0
-    assert tenant.balance()["posted"] == CREDITS - IMAGES * PRICE and fal.market.trainings == {}
+    assert job["billing"]["training"] is None, "an order by reference holds no training line"
+    assert tenant.balance()["posted"] == CREDITS - delivered * PRICE and fal.market.trainings == {}
     sent = {made["body"]["reference_image_url"] for made in fal.market.images}
     assert len(fal.market.uploads()) == subject["photos_accepted"] and len(sent) == subject["photos_accepted"]
     assert fal.market.inline() == []
@@ -251,10 +271,10 @@ def test_replicate_trains_a_version_flux_dev_lora_runs_it_and_the_training_is_pa
     tenant = replicate.tenant()
     subject = make_subject(tenant.http, lambda _: None)
     job = ordered(tenant, subject)
-    delivered_across_the_styles(job)
+    delivered = delivered_across_the_styles(job)
     assert job["subject"]["training"] == "trained" and job["billing"]["training"]["state"] == "charged"
-    assert tenant.balance() == {"posted": CREDITS - IMAGES * PRICE - TRAINING, "pending": 0,
-                                "available": CREDITS - IMAGES * PRICE - TRAINING}
+    spent = delivered * PRICE + TRAINING
+    assert tenant.balance() == {"posted": CREDITS - spent, "pending": 0, "available": CREDITS - spent}
     [training] = replicate.market.trainings.values()
     [version] = replicate.market.versions["genline/identities"]
     assert {made["body"]["lora_weights"] for made in replicate.market.images} == {f"genline/identities/{version}"}
@@ -277,7 +297,7 @@ def test_a_replicate_training_that_fails_costs_nothing_and_the_next_order_trains
 
     replicate.market.reset(TrainingScript(latency_s=2.0, webhooks=1))
     again = ordered(tenant, subject)
-    delivered_across_the_styles(again)
+    delivered = delivered_across_the_styles(again)
     assert again["subject"]["training"] == "trained" and again["billing"]["training"]["state"] == "charged"
-    assert tenant.balance() == {"posted": CREDITS - IMAGES * PRICE - TRAINING, "pending": 0,
-                                "available": CREDITS - IMAGES * PRICE - TRAINING}
+    spent = delivered * PRICE + TRAINING
+    assert tenant.balance() == {"posted": CREDITS - spent, "pending": 0, "available": CREDITS - spent}
