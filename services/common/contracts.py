@@ -644,11 +644,11 @@ class ReservationSettled(JobEvent):
 
 class TrainingSettled(JobEvent):
     """Published by the ledger when an order's training line (`CreditsReserved.training_credits`)
-    is settled: charged when this order trained the subject's identity (IdentityTrained) or its
-    training failed through the tenant's fault, released when the order reused an identity
-    (IdentityPlanned without training), when its training failed through no fault of the
-    tenant, and when the order ended with neither. Exactly one per training line; at most one
-    charge per tenant, subject and identity."""
+    is settled: charged when this order trained the subject's identity (IdentityTrained: its
+    weights copied and checked), released when the order reused an identity (IdentityPlanned
+    without training), when its training failed or was stopped (IdentityTrainingFailed), and
+    when the order ended with neither. Exactly one per training line; at most one charge per
+    tenant, subject and identity."""
 
     event_type = "genline.credits.training_settled.v1"
     publisher = "ledger"
@@ -927,9 +927,10 @@ class IdentityTrained(JobEvent):
 
 class IdentityTrainingFailed(JobEvent):
     """Published by the router when a training it started for this order failed or was
-    canceled. `tenant_fault` is false for the platform's and the provider's failures, whose
-    training line the ledger releases; the order goes on by reference where a model takes
-    one, or fails."""
+    canceled. `tenant_fault` is true only when the tenant stopped it (canceled the order, erased
+    the subject), false for the platform's and the provider's failures; the ledger releases the
+    training line either way (only weights trained are charged). The order goes on as planning
+    chooses (by reference where a model takes the photos), or fails."""
 
     event_type = "genline.identity.training_failed.v1"
     publisher = "router"

@@ -42,8 +42,8 @@ class Failure(BaseModel):
 
 class TrainingLine(BaseModel):
     """The order's line for training its subject's identity, held apart from its images: charged
-    when the order trained it, released when it reused one or its training failed through no
-    fault of yours."""
+    when the order trained it (its weights copied and checked), released when it reused one,
+    went by reference, or its training failed or was stopped."""
 
     state: Literal["reserved", "charged", "released"] = "reserved"
     reserved: int

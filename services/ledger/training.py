@@ -6,8 +6,9 @@ the job as a pending hold of its own and settled once.
   book's `training_credits`. The job is refused as a whole when its images and its training
   do not both fit the balance.
 * Posted (charged) on IdentityTrained of that job, once per tenant, subject and identity
-  (another job reporting the same identity releases its own line); on IdentityTrainingFailed
-  the tenant's fault charges it and any other failure releases it.
+  (another job reporting the same identity releases its own line): only weights copied and
+  checked are paid for. IdentityTrainingFailed releases it, whatever stopped the training (the
+  provider, its deadline, the tenant canceling the order or erasing the subject).
 * Released on IdentityPlanned without training (the job reuses an identity, or goes by
   reference), and when the job is settled with neither (`released_with_job`).
 
@@ -126,7 +127,7 @@ def on_identity(book: Book, event: IdentityPlanned | IdentityTrained | IdentityT
         case IdentityTrained():
             return trained(book, event, now=now)
         case IdentityTrainingFailed() if event.tenant_fault:
-            return settle(book, TrainingOutcome(job_id=event.job_id, charge=True, reason=f"the training failed: {event.reason}"), now=now)
+            return settle(book, TrainingOutcome(job_id=event.job_id, charge=False, reason=f"the training was stopped: {event.reason}"), now=now)
         case IdentityTrainingFailed():
             return settle(book, TrainingOutcome(job_id=event.job_id, charge=False, reason=f"the training failed through no fault of yours:"
                                                              f" {event.reason}"), now=now)

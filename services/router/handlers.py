@@ -118,7 +118,8 @@ async def erase_prompt(ctx: HandlerContext, event: JobErased) -> None:
 
 def training_stopped(row: subjects_store.IdentityRow, code: str, *, reason: str) -> IdentityTrainingFailed:
     """A training its order's tenant stopped (the order canceled, the subject erased): the tenant's
-    doing once it was submitted (the provider bills what ran); before, nothing was spent."""
+    doing once it was submitted (the provider bills what ran; the platform bears it, as the
+    tenant pays only for weights trained); before, nothing was spent."""
     return IdentityTrainingFailed(job_id=row.job_id, tenant_id=row.tenant_id, subject_id=row.subject_id,
                                   identity_id=row.identity_id, failure_code=code, reason=reason,
                                   tenant_fault=row.handle is not None, failed_at=datetime.now(UTC))

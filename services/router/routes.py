@@ -5,7 +5,13 @@ operator points that public URL at this route. The provider's adapter verifies t
 signature and names the remote job, whose poller then polls at once (`WebhookInbox`).
 One small mountable route, so it can move to another listener without touching the rest.
 Answers: 204 taken; 401 a signature that does not verify; 404 no such provider with
-callbacks; 413 a body over 1 MiB. Errors are problem details (RFC 9457).
+callbacks; 413 a body over 8 MiB. Errors are problem details (RFC 9457).
+
+A callback comes at the size the provider sends it: Replicate posts the whole training or
+prediction, its input echoed and its logs so far (a training's progress line at each of up
+to 6,000 steps, some 600 KB; more with a model's own logging), so the bound is well above
+that, and a body is read only up to it. Its signature is checked over the bytes before a
+byte of it is parsed.
 """
 
 import logging
@@ -19,7 +25,7 @@ from services.router.providers.remote import RemoteProvider
 from services.router.providers.webhooks import WebhookInbox, WebhookRejected
 
 log = logging.getLogger(__name__)
-MAX_BODY = 1 << 20
+MAX_BODY = 8 << 20
 
 
 def provider_webhook_route(providers: Mapping[str, object], inbox: WebhookInbox) -> Route:
@@ -43,6 +49,9 @@ def provider_webhook_route(providers: Mapping[str, object], inbox: WebhookInbox)
 
 
 async def _bounded_body(request: Request) -> bytes | None:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        return None  # refused before it is read
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():

@@ -152,6 +152,24 @@ def test_a_person_whose_eyes_the_detector_cannot_see_is_told_at_once_that_they_w
         " ".join(shown.stdout.split())
 
 
+def test_photos_added_after_a_refused_one_are_numbered_after_it_again_and_again(module_tenant, photos):
+    """A refused photo keeps its number: the photos added after it, each time with a refused
+    one last, are numbered after every photo the subject was offered, never after its accepted ones."""
+    first = create(module_tenant, name="Ada, refused last", photos=[b64(photos[name]) for name in
+                                                                     ("pose0", "pose1", "pose2", "pose3", "grace")])
+    assert first.status_code == 201, first.text
+    subject_id, numbered = first.json()["id"], [1, 2, 3, 4, 5]
+    for added in (("pose4", "two"), ("pose5", "blurred"), ("pose6", "grace")):
+        response = module_tenant.http.post(f"/v1/subjects/{subject_id}/photos", timeout=120,
+                                           json={"photos": [b64(photos[name]) for name in added]})
+        assert response.status_code == 200, response.text
+        numbered += [numbered[-1] + 1, numbered[-1] + 2]
+        subject = response.json()["subject"]
+        assert [p["n"] for p in subject["photos"]] == numbered
+        assert [v["accepted"] for v in response.json()["added"]] == [True, False]
+    assert (subject["photos_accepted"], subject["photos_refused"]) == (7, 4)
+
+
 def test_only_accepted_photos_are_kept_sealed_with_the_subjects_own_key(screened, endpoints, object_store: ObjectStore):
     tenant, first, second = screened
     subject = second["subject"]

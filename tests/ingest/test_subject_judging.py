@@ -65,6 +65,12 @@ def test_a_new_photo_is_held_to_the_person_the_subject_already_has():
     assert [v.n for v in verdicts] == [5, 6, 7]
 
 
+def test_new_photos_are_numbered_after_a_refused_one_that_came_last():
+    kept = [Kept(n=i + 1, sha256=f"k{i}", fingerprint=fingerprint(i + 20), embedding=tuple(ADA)) for i in range(4)]
+    verdicts = judged(JudgedAgainst("person", PERSON.checks, kept, last_n=5), [photo(40), photo(41, GRACE)])
+    assert [(v.n, v.accepted) for v in verdicts] == [(6, True), (7, False)]
+
+
 def test_two_faces_and_a_blurred_photo_fail_their_checks_with_sentences():
     two, blurred = judged(PERSON, [photo(0, faces=2.0), photo(1, sharpness=3.0)])
     assert not two.accepted and "shows 2 faces" in two.reasons[0]

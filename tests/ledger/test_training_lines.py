@@ -1,7 +1,7 @@
 """A job's training line in every path: trained (charged once, with the job's images settled
 apart), reused (a trained photo set holds nothing), by reference (nothing), a training that
-failed through no fault of the tenant (released) or through its fault (charged), a job that
-ended without training (released), an identity reported twice (charged once); first as pure
+failed or was stopped, whoever's doing it was (released: only weights trained are charged), a
+job that ended without training (released), an identity reported twice (charged once); first as pure
 logic, then through the ledger's own handlers on PostgreSQL, with `genline replay ledger`
 agreeing from the journal and from the topic."""
 
@@ -129,11 +129,14 @@ def test_a_training_line_is_released_when_the_job_reuses_fails_through_no_fault_
     assert book.accounts["t"].posted == 2000 - UNIT
 
 
-def test_a_training_that_failed_through_the_tenants_fault_is_charged():
+def test_a_training_that_made_no_weights_is_never_charged_even_one_its_tenant_stopped():
+    """Charged only for weights copied and checked (IdentityTrained): a training its tenant
+    stopped (the order canceled, the subject erased) releases its line as a failed one does."""
     book, job = funded_book(), order(subject())
     decided(book, [JobSubmitted(job_id=job.job_id, tenant_id="t", job=job)])
     [settled] = decided(book, [failed(job, tenant_fault=True)])
-    assert settled.outcome == "charged" and settled.charged == TRAINING
+    assert (settled.outcome, settled.charged, settled.released) == ("released", 0, TRAINING)
+    assert book.accounts["t"].posted == 1000 and book.accounts["t"].pending == 2 * UNIT
 
 
 def test_an_identity_is_charged_once_whichever_jobs_report_it():

@@ -148,8 +148,8 @@ def fal_app(market: Market) -> Starlette:
         job.polls += 1
         state = market.state(job, deadline_to_start=True)
         url = f"{_base(request)}/{request.path_params['app']}/requests/{job.id}"
-        if state == "running":
-            return JSONResponse(fixture("fal/status_in_progress.json") | {"response_url": url})
+        if state == "running":  # 202 until the request is completed, as fal's queue answers (fixtures/README.md)
+            return JSONResponse(fixture("fal/status_in_progress.json") | {"response_url": url}, status_code=202)
         body = fixture("fal/status_completed.json") | {"response_url": url}
         if state in ("failed", "canceled", "aborted", "interrupted"):
             body |= {"error": "Request failed", "error_type": "internal_error"}

@@ -1,11 +1,10 @@
 """How a model carries a subject and how a trainer is declared, as providers.yaml says, and what
 a call sends: fal's `loras`, Together's `image_loras`, cog-flux's `lora_weights` with
-`lora_scale`, the trigger word before the prompt, reference photos as data: URIs (one or a
-list); a model takes only weights of its own base, by the link it reads. An order across
+`lora_scale`, the trigger word before the prompt, reference photos by the URLs the provider
+keeps them at (one or a list), never inline; a model takes only weights of its own base, by the
+link it reads. An order across
 styles gives each candidate its style's words and parameters, and a hosted model one style
 per call; a rework that names what each style misses asks for those only."""
-
-import base64
 
 import pytest
 
@@ -61,16 +60,22 @@ def test_a_lora_goes_where_the_model_takes_it_with_the_trigger_word_first(adapte
         assert payload["lora_scale"] == 0.8
 
 
-def test_reference_photos_go_as_data_uris_one_per_candidate_or_a_list():
+def test_reference_photos_go_by_the_urls_the_provider_keeps_them_at_one_per_candidate_or_a_list():
     photos = (PHOTO, PHOTO + b"1", PHOTO + b"2")
-    reference = IdentityInput(mode="reference", subject_id="s1", photos=photos)
+    urls = tuple(f"https://v3.fal.media/files/{n}.png" for n in range(3))
+    reference = IdentityInput(mode="reference", subject_id="s1", photos=photos, photo_urls=urls)
     one = config("fal", PULID)
     second = model_input(one.inputs_for(one.models[0]), request(reference, start_index=1)).payload
-    assert second["reference_image_url"] == "data:image/png;base64," + base64.b64encode(photos[1]).decode()
-    assert second["prompt"] == "a headshot"
+    assert second["reference_image_url"] == urls[1] and second["prompt"] == "a headshot"
     listed = config("fal", KONTEXT)
-    sent = model_input(listed.inputs_for(listed.models[0]), request(reference)).payload["image_urls"]
-    assert [base64.b64decode(uri.partition(",")[2]) for uri in sent] == list(photos[:2])
+    assert model_input(listed.inputs_for(listed.models[0]), request(reference)).payload["image_urls"] == list(urls[:2])
+    with pytest.raises(ValueError, match="files the provider keeps"):  # never inline
+        model_input(one.inputs_for(one.models[0]), request(IdentityInput(mode="reference", subject_id="s1", photos=photos)))
+
+
+def test_a_provider_that_keeps_no_files_takes_no_reference_photos():
+    with pytest.raises(RegistryError, match="keeps no files"):
+        config("openai-compatible", PULID)
 
 
 def test_a_model_carries_only_weights_of_its_base_by_a_link_it_reads():
@@ -82,8 +87,9 @@ def test_a_model_carries_only_weights_of_its_base_by_a_link_it_reads():
     old_cog = config("replicate", {"identity": {"lora": {**COG_FLUX["identity"]["lora"], "link": "replicate_version"}}})
     assert old_cog.carries(old_cog.models[0], LORA)
     assert not old_cog.carries(old_cog.models[0], IdentityInput(mode="lora", subject_id="s1", base="flux-dev", weights_url="https://x"))
+    # A version as cog-flux's weights loader reads one (`owner/name/version`), not as Replicate names it.
     assert model_input(old_cog.inputs_for(old_cog.models[0]), request(LORA)).payload["lora_weights"] == \
-        "me/identities:0123"
+        "me/identities/0123"
 
 
 TRAINER = {"model": {"name": "t", "version": "1", "remote_id": "fal-ai/flux-lora-fast-training"}, "base": "flux-dev",

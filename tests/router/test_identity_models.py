@@ -3,8 +3,9 @@ LoRA's copy in the internal bucket goes by a presigned link to fal's `loras`, To
 `image_loras` and cog-flux's `lora_weights` (with `lora_scale`), each model fetching it as its
 runner would, the trigger word first in the prompt; a cog-flux built before it kept a URL's
 query string cannot read a presigned link, so such a model is declared to take the version a
-Replicate training made; reference models get the subject's photos (fal's PuLID one, Kontext a
-list) and every output is checked as any image is."""
+Replicate training made, as cog-flux's loader reads a version; reference models get the subject's
+photos as files uploaded once to fal's storage (PuLID one, Kontext a list), never inline, and
+every output is checked as any image is."""
 
 import base64
 
@@ -22,6 +23,7 @@ from tests.router.identity_apis import (
     TrainingScript,
     fal_identity_app,
     replicate_identity_app,
+    replicate_tar,
     together_identity_app,
 )
 from tests.router.market import SECRET
@@ -56,6 +58,7 @@ async def weights_link(object_store):
 def provider(simulated, client, adapter: str, model: dict, identity: list[str]):
     market, urls = simulated
     entry = {"adapter": adapter, "endpoint": urls[adapter], "credentials": "STUB_KEY",
+             **({"options": {"storage_url": urls[adapter]}} if adapter == "fal" else {}),
              "models": [{"name": "m", "version": "1", **model}],
              "capabilities": {"identity": identity, "max_images_per_request": 4, "max_megapixels": 1.2},
              "price": {"per_image_micro_usd": 30_000}, "concurrency": 2, "poll_interval_s": 0.01,
@@ -126,20 +129,32 @@ async def test_cog_flux_reads_a_presigned_link_only_from_the_commit_that_keeps_i
     assert market.fetched == [(weights_link.partition("?")[0], 403)]
 
 
-async def test_an_older_cog_flux_is_given_the_version_a_replicate_training_made(simulated, client, weights_link):
+async def test_an_older_cog_flux_is_given_the_version_a_replicate_training_made_as_its_loader_reads_one(
+        simulated, client, weights_link):
+    """A Replicate training names its version `owner/name:version`; cog-flux's weights loader
+    takes a version as `owner/name/version` (`make_download_url`), and reads the other as a
+    model named `name:version`, whose weights are not found."""
     market, _ = simulated
     market.reset(TrainingScript(cog_flux="1d75bdd"))
+    version = "9f2c" * 16
+    market.versions["genline/identities"] = {version: replicate_tar()}  # pushed by a training at Replicate
     model = {**COG_FLUX, "inputs": {**COG_FLUX["inputs"], "identity": {"lora": {
         **COG_FLUX["inputs"]["identity"]["lora"], "link": "replicate_version"}}}}
     old = provider(simulated, client, "replicate", model, ["lora"])
     assert not old.config.carries(old.config.models[0], lora(weights_link))
-    trained_at_replicate = lora(weights_link, "genline/identities:9f2c")
+    trained_at_replicate = lora(weights_link, f"genline/identities:{version}")
     assert old.config.carries(old.config.models[0], trained_at_replicate)
-    await old.generate(asked(trained_at_replicate))
-    assert market.images[0]["body"]["lora_weights"] == "genline/identities:9f2c"
+    images = await old.generate(asked(trained_at_replicate))
+    assert market.images[0]["body"]["lora_weights"] == f"genline/identities/{version}"
+    assert market.fetched == [(f"genline/identities/{version}", 200)] and len(images) == 2
 
 
-async def test_reference_models_get_the_subjects_photos(simulated, client):
+def hosted(market: IdentityMarket, url: str) -> bytes:
+    """The bytes of a file uploaded to the simulated fal storage, by its URL."""
+    return next(file.data for file_id, file in market.uploads().items() if f"/files/uploaded/{file_id}/" in url)
+
+
+async def test_reference_models_get_the_subjects_photos_uploaded_once_to_fals_storage(simulated, client):
     market, _ = simulated
     market.reset()
     photos = astronaut_photos()[:3]
@@ -147,9 +162,14 @@ async def test_reference_models_get_the_subjects_photos(simulated, client):
     pulid = provider(simulated, client, "fal", {"remote_id": "fal-ai/flux-pulid", "inputs": {
         "size": {"style": "image_size", "field": "image_size", "multiple_of": 8}, "seed": {"field": "seed"},
         "fixed": {"id_weight": 1.0}, "identity": {"reference": {"field": "reference_image_url"}}}}, ["reference"])
-    images = [image for index in (0, 1) for image in await pulid.generate(asked(reference, count=1, start_index=index))]
+    images = [image for index in (0, 1, 2, 3) for image in await pulid.generate(asked(reference, count=1,
+                                                                                       start_index=index))]
     sent = [made["body"]["reference_image_url"] for made in market.images]
-    assert [base64.b64decode(uri.partition(",")[2]) for uri in sent] == list(photos[:2]) and len(images) == 2
+    assert [hosted(market, url) for url in sent] == [*photos, photos[0]] and len(images) == 4
+    # Each photo uploaded once, kept an hour, and no request carried one inline.
+    assert len(market.uploads()) == 3 and market.inline() == []
+    assert {file.headers["x-fal-object-lifecycle-preference"] for file in market.uploads().values()} == {
+        '{"expiration_duration_seconds": 3600}'}
     market.reset()
     kontext = provider(simulated, client, "fal", {"remote_id": "fal-ai/flux-pro/kontext/multi", "inputs": {
         "size": {"style": "aspect_ratio", "field": "aspect_ratio", "ratios": ["1:1", "3:4", "4:3"]},
@@ -158,5 +178,5 @@ async def test_reference_models_get_the_subjects_photos(simulated, client):
         "identity": {"reference": {"field": "image_urls", "style": "list", "max": 2}}}}, ["reference"])
     images = await kontext.generate(asked(reference, width=1024, height=1024, count=1))
     [made] = market.images
-    assert [base64.b64decode(uri.partition(",")[2]) for uri in made["body"]["image_urls"]] == list(photos[:2])
-    assert len(images) == 1
+    assert [hosted(market, url) for url in made["body"]["image_urls"]] == list(photos[:2])
+    assert len(images) == 1 and market.inline() == []

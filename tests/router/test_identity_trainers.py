@@ -9,7 +9,6 @@ resumes it: one training paid), weights whose URL expired before the copy; an er
 identity's version deleted at Replicate and its weights in the bucket."""
 
 import asyncio
-import base64
 import io
 import zipfile
 
@@ -28,7 +27,6 @@ from services.router.routes import provider_webhook_route
 from services.router.subjects import store
 from services.router.subjects.files import SubjectFiles
 from tests.router.identity_apis import (
-    SAFETENSORS,
     WEBHOOK_SECRET,
     IdentityMarket,
     TrainingScript,
@@ -78,7 +76,7 @@ async def subject(object_store, keys):
 
 
 def fal_trainer(url: str, model: str = "fal-ai/flux-lora-fast-training", **trainer) -> dict:
-    return {"adapter": "fal", "endpoint": url, "credentials": "STUB_KEY",
+    return {"adapter": "fal", "endpoint": url, "credentials": "STUB_KEY", "options": {"storage_url": url},
             "models": [{"name": "fast-training", "version": "1", "remote_id": model}], "capabilities": {"stages": []},
             "price": {}, "concurrency": 2, "timeouts": {"submit_s": 5, "overall_s": 30, "poll_backoff_max_s": 1},
             "trainer": {"model": {"name": "fast-training", "version": "1", "remote_id": model}, "base": "flux-dev",
@@ -111,14 +109,32 @@ async def test_a_fal_training_sends_the_published_input_and_its_weights_are_copi
     [training] = market.trainings.values()
     body = training.body
     assert body["trigger_word"] == subject.trigger_word and body["steps"] == 1000 and body["is_style"] is False
-    with zipfile.ZipFile(io.BytesIO(base64.b64decode(body["images_data_url"].partition(",")[2]))) as archive:
+    # The photos went as one zip uploaded to fal's storage, kept there as long as the training may run.
+    [(file_id, uploaded)] = market.uploads().items()
+    assert body["images_data_url"] == f"{url}/files/uploaded/{file_id}/photos.zip" and market.inline() == []
+    assert uploaded.headers["x-fal-object-lifecycle-preference"] == '{"expiration_duration_seconds": 3600}'
+    with zipfile.ZipFile(io.BytesIO(uploaded.data)) as archive:
         assert sorted(archive.read(name) for name in archive.namelist()) == sorted(astronaut_photos())
     assert training.headers["x-fal-object-lifecycle-preference"] == '{"expiration_duration_seconds": 86400}'
     assert training.polls == 4
-    assert await object_store.get(object_store.internal_bucket, trained.weights_key) == SAFETENSORS
-    assert trained.cost_micro_usd == 2_000_000 and trained.weights_size_bytes == len(SAFETENSORS)
+    assert await object_store.get(object_store.internal_bucket, trained.weights_key) == training.lora
+    assert trained.cost_micro_usd == 2_000_000 and trained.weights_size_bytes == len(training.lora)
     stored = await bench.row(row.identity_id)
     assert stored["state"] == "trained" and stored["handle"]["id"] == training.id
+
+
+async def test_a_fal_training_polled_through_202s_429s_and_503s_is_one_training_trained(bench, fal, subject):
+    """fal's queue answers 202 while a request is queued or running; a 429 and an ingress 503 in
+    between say nothing about the training: it is polled again, never canceled."""
+    market, url = fal
+    market.reset(TrainingScript(polls=4, poll_faults=[429, 503, 429]))
+    supervisor, announced = bench.supervisor({"fal-trainer": fal_trainer(url)})
+    row = await bench.identity("fal-trainer", subject)
+    await supervisor.drive(await bench.claimed(supervisor, row))
+    [training] = market.trainings.values()
+    assert not announced.of(IdentityTrainingFailed), announced.of(IdentityTrainingFailed)
+    assert len(announced.of(IdentityTrained)) == 1 and not training.canceled and training.polls == 5
+    assert (await bench.row(row.identity_id))["state"] == "trained"
 
 
 async def test_the_portrait_trainer_takes_its_trigger_phrase(bench, fal, subject):
@@ -144,6 +160,17 @@ async def test_a_failed_training_is_announced_as_the_providers_failure(bench, fa
     assert (await bench.row(row.identity_id))["state"] == "failed" and not announced.of(IdentityTrained)
 
 
+async def test_a_trainer_that_refuses_its_input_fails_the_training_through_no_fault_of_the_tenant(bench, fal, subject):
+    """The photos were screened and accepted here: what a trainer refuses (fal's 422) is between
+    the platform and the provider, never the tenant's to pay for."""
+    market, url = fal
+    market.reset()
+    supervisor, announced = bench.supervisor({"fal-trainer": fal_trainer(url, fixed={"is_style": "no"})})
+    await supervisor.drive(await bench.claimed(supervisor, await bench.identity("fal-trainer", subject)))
+    [failed] = announced.of(IdentityTrainingFailed)
+    assert failed.failure_code == "training_refused" and "HTTP 422" in failed.reason and not failed.tenant_fault
+
+
 async def test_weights_whose_url_expired_are_asked_again_and_copied(bench, fal, subject, object_store, keys):
     market, url = fal
     market.reset(TrainingScript(polls=1, weights="expire_once"))
@@ -156,6 +183,36 @@ async def test_weights_whose_url_expired_are_asked_again_and_copied(bench, fal, 
     await supervisor.drive(await bench.claimed(supervisor, await bench.identity("fal-trainer", another)))
     [failed] = announced.of(IdentityTrainingFailed)
     assert "expired before they were copied" in failed.reason and len(market.trainings) == 1
+
+
+async def test_a_replicate_training_reads_its_photos_from_a_file_uploaded_to_replicate_deleted_once_it_ends(
+        bench, replicate, object_store, keys):
+    """The photos' zip goes through Replicate's files API, `input_images` is the file's URL (as the
+    recorded trainings' input is a file Replicate hosts), never a data: URI echoed in every answer
+    and callback; the file is deleted once the training ends, succeeded or failed."""
+    market, url = replicate
+    for fails in (False, True):
+        market.reset(TrainingScript(polls=2, fails=fails, poll_faults=[429, 503]))
+        subject = await sealed_subject(object_store, keys[0], astronaut_photos())
+        supervisor, announced = bench.supervisor({"replicate-trainer": replicate_trainer(url)})
+        await supervisor.drive(await bench.claimed(supervisor, await bench.identity("replicate-trainer", subject)))
+        [training] = market.trainings.values()
+        [file_id] = market.deleted_files
+        assert training.body["input"]["input_images"] == f"{url}/v1/files/{file_id}" and market.inline() == []
+        assert market.uploads() == {} and market.uploaded == [file_id] and not training.canceled
+        assert len(announced.of(IdentityTrainingFailed if fails else IdentityTrained)) == 1
+
+
+async def test_weights_that_do_not_hold_together_fail_the_training_and_nothing_is_kept(bench, fal, subject, object_store):
+    market, url = fal
+    market.reset(TrainingScript(polls=1, weights="cut_short"))
+    supervisor, announced = bench.supervisor({"fal-trainer": fal_trainer(url)})
+    row = await bench.identity("fal-trainer", subject)
+    await supervisor.drive(await bench.claimed(supervisor, row))
+    [failed] = announced.of(IdentityTrainingFailed)
+    assert "neither safetensors" in failed.reason and not failed.tenant_fault and not announced.of(IdentityTrained)
+    assert (await bench.row(row.identity_id))["weights_key"] is None
+    assert await object_store.list_objects(object_store.internal_bucket, f"identities/{row.tenant_id}/{row.subject_id}/") == []
 
 
 async def test_forty_minutes_of_polls_on_a_simulated_clock_end_in_one_training(bench, replicate, subject):
@@ -171,7 +228,7 @@ async def test_forty_minutes_of_polls_on_a_simulated_clock_end_in_one_training(b
     [trained] = announced.of(IdentityTrained)
     stored = await bench.row(row.identity_id)
     assert stored["provider_version"].startswith("genline/identities:")
-    assert stored["weights_sha256"] == trained.weights_sha256 and trained.weights_size_bytes == len(SAFETENSORS)
+    assert stored["weights_sha256"] == trained.weights_sha256 and trained.weights_size_bytes == len(training.lora)
 
 
 async def test_a_training_past_its_time_is_canceled_at_the_provider_and_failed(bench, replicate, subject):
@@ -199,7 +256,8 @@ async def test_a_destination_that_does_not_exist_fails_the_training_for_an_opera
 @pytest.mark.parametrize("callbacks, interval_s", [(2, 30.0), (0, 0.2)], ids=["a callback twice", "no callback"])
 async def test_callbacks_twice_or_never_end_in_one_training(bench, replicate, subject, callbacks, interval_s):
     market, url = replicate
-    market.reset(TrainingScript(latency_s=0.5, webhooks=callbacks))
+    # Each callback the whole training: its input echoed, its 6,000 steps' progress logged (560 KB).
+    market.reset(TrainingScript(latency_s=0.5, webhooks=callbacks, log_lines=6000))
     async with serving_here(Starlette()) as router_url:
         entry = replicate_trainer(url, webhooks={"url": f"{router_url}/webhooks/providers", "secret": "HOOKS",
                                                  "poll_interval_s": interval_s}, trainer={"poll_interval_s": 30})
@@ -211,12 +269,18 @@ async def test_callbacks_twice_or_never_end_in_one_training(bench, replicate, su
             entry["webhooks"]["url"] = f"{hooks_url}/webhooks/providers"
             supervisor, announced = bench.supervisor({"replicate-trainer": entry})
             row = await bench.identity("replicate-trainer", subject)
-            await asyncio.wait_for(supervisor.drive(await bench.claimed(supervisor, row)), 20)
+            driving = asyncio.create_task(supervisor.drive(await bench.claimed(supervisor, row)))
+            for _ in range(200):  # each callback answered before the training is done with
+                if len(market.callbacks) == callbacks or driving.done():
+                    break
+                await asyncio.sleep(0.1)
+            assert market.callbacks == [204] * callbacks, "every callback is taken at the size Replicate sends it"
+            await asyncio.wait_for(driving, 20)
             await asyncio.sleep(0.3)  # a late second callback finds the training done
     [training] = market.trainings.values()
     assert training.body["webhook"] == f"{hooks_url}/webhooks/providers/replicate-trainer"
     assert training.body["webhook_events_filter"] == ["completed"]
-    assert len(announced.of(IdentityTrained)) == 1 and market.callbacks == [204] * callbacks
+    assert len(announced.of(IdentityTrained)) == 1 and market.callbacks == [204] * callbacks and market.inline() == []
     if callbacks:
         assert training.polls <= 3  # woken by the callback, not by its 30 s poll
 

@@ -78,3 +78,12 @@ async def test_a_redirect_from_the_providers_host_to_a_private_one_is_refused_be
             with pytest.raises(ProviderError, match="is not fetched"):
                 await provider_http(client, []).download(f"{own}/out.png")
     assert reached == []
+
+
+async def test_an_upload_to_a_url_the_provider_names_on_another_private_host_is_never_sent():
+    """fal's storage names the URL a subject's photo is PUT to: it is reached as an output is."""
+    with serving("127.0.0.2") as (elsewhere, seen):
+        async with httpx.AsyncClient() as client:
+            with pytest.raises(ProviderError) as refused:
+                await provider_http(client, []).upload(f"{elsewhere}/upload", data=b"photo", media_type="image/jpeg")
+    assert refused.value.kind == "bad_output" and seen == []

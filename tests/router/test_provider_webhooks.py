@@ -5,16 +5,12 @@ its polling interval."""
 
 import asyncio
 import base64
-import hashlib
 import json
 import time
-from datetime import UTC, datetime
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from standardwebhooks import Webhook
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -30,7 +26,10 @@ from services.router.providers.webhooks import (
     verify_standard_webhook,
 )
 from services.router.routes import provider_webhook_route
-from tests.router.market import SECRET, Script
+from tests.router.callback_signing import fal_signed, jwks_of
+from tests.router.callback_signing import replicate_signed as signed_by_replicate
+from tests.router.identity_apis import training_logs
+from tests.router.market import SECRET, Script, fixture
 from tests.router.stubs import entry, serve
 from tests.router.test_conformance import request_for
 
@@ -38,23 +37,7 @@ SIGNING_SECRET = "whsec_" + base64.b64encode(b"replicate-signing-secret-32bytes"
 
 
 def replicate_signed(body: bytes, secret: str = SIGNING_SECRET, when: float | None = None) -> dict[str, str]:
-    """The headers Replicate sends, signed by the Standard Webhooks reference signer."""
-    stamp = datetime.fromtimestamp(int(when or time.time()), UTC)
-    return {"webhook-id": "msg_1", "webhook-timestamp": str(int(stamp.timestamp())),
-            "webhook-signature": Webhook(secret).sign("msg_1", stamp, body.decode())}
-
-
-def fal_signed(key: Ed25519PrivateKey, body: bytes, request_id: str = "req-1", when: float | None = None) -> dict:
-    timestamp = str(int(when or time.time()))
-    message = "\n".join([request_id, "user-1", timestamp, hashlib.sha256(body).hexdigest()]).encode()
-    return {"x-fal-webhook-request-id": request_id, "x-fal-webhook-user-id": "user-1",
-            "x-fal-webhook-timestamp": timestamp, "x-fal-webhook-signature": key.sign(message).hex()}
-
-
-def jwks_of(key: Ed25519PrivateKey) -> dict:
-    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return {"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "1",
-                      "x": base64.urlsafe_b64encode(raw).decode().rstrip("=")}]}
+    return signed_by_replicate(body, secret, when)
 
 
 def test_replicate_callbacks_are_verified_as_standard_webhooks():
@@ -130,6 +113,23 @@ async def test_the_route_takes_signed_callbacks_only(simulators, client, receive
     assert forged.status_code == 401 and forged.headers["content-type"] == "application/problem+json"
     assert forged.json()["status"] == 401
     assert unknown.status_code == 404
+
+
+async def test_a_callback_is_taken_at_the_size_replicate_sends_and_refused_unread_above_the_bound(
+        simulators, client, receiver, fal_keys):
+    """Replicate posts the whole training: its input echoed and its logs, a progress line at each
+    of up to 6,000 steps. Such a callback is taken; one above the route's bound is refused with
+    a problem, from its declared length, before it is read."""
+    poster, inbox, providers = receiver
+    providers |= providers_with_callbacks(simulators, client, ROUTER, inbox, fal_keys[1])
+    training = fixture("identity/replicate_training_succeeded.json") | {
+        "input": {"input_images": "https://api.replicate.com/v1/files/abc", "steps": 6000}, "logs": training_logs(6000)}
+    body = json.dumps(training).encode()
+    taken = await poster.post("/webhooks/providers/replicate", content=body, headers=replicate_signed(body))
+    assert len(body) > 1 << 19 and taken.status_code == 204
+    huge = json.dumps(training | {"logs": "x" * (9 << 20)}).encode()
+    refused = await poster.post("/webhooks/providers/replicate", content=huge, headers=replicate_signed(huge))
+    assert refused.status_code == 413 and refused.json()["title"] == "Content too large"
 
 
 @pytest.mark.parametrize("adapter", ["replicate", "fal"])

@@ -8,7 +8,9 @@ the local portrait model and trainer and the subject's key served at ingest's da
   verdicts counted under the template and that way; a rework asks only for what each style misses;
 * an order by reference waits for its subject's key while ingest restarts, spending no tries;
 * an order canceled while it trains cancels the training, and the order that waited for it goes
-  on by reference; an erased subject's identities are gone, however often the erasure comes."""
+  on by reference; an order whose training failed goes on by reference, and the next order of its
+  subject trains at another trainer; an erased subject's identities are gone, however often the
+  erasure comes."""
 
 import asyncio
 import uuid
@@ -217,6 +219,34 @@ async def test_a_canceled_order_cancels_its_training_and_the_order_waiting_for_i
     assert stopped.failure_code == "canceled" and stopped.tenant_fault
     assert [p.use.mode for p in moved] == ["lora", "reference"]
     assert len(event.candidates) == 12 and [row["state"] for row in rows] == ["canceled"]
+
+
+async def test_after_a_failed_training_the_order_goes_by_reference_and_the_next_trains_at_another_trainer(
+        endpoints, object_store, tmp_path, keys):
+    """The cheaper trainer fails its training at the provider: that order goes on by reference, and
+    the next order of the subject trains at the other trainer, dearer but untried, and reuses nothing."""
+    subject = await sealed_subject(object_store, keys[0], astronaut_photos())
+    failing, other = trainer(0.5), trainer(0.5)
+    failing["trainer"]["price"], other["trainer"]["price"] = {"per_run_micro_usd": 10_000}, {"per_run_micro_usd": 50_000}
+    failing["local"] = {"failure_rate": 1.0}
+    settings = router_settings(endpoints, tmp_path, {"portraits": PORTRAITS, "cheap": failing, "other": other},
+                               data_key_url=keys[1], training_look_interval_s=0.2, identity_wait_s=2.0)
+    first, second = order(subject, images=12, candidates=48), order(subject, images=12, candidates=48)
+    async with running_router(settings) as router, RouterTopic(settings) as topic:
+        await publish(settings, credits_reserved(first))
+        [failed] = await until_found(topic, of_type(IdentityTrainingFailed, first.job_id))
+        await until_found(topic, generated(first.job_id))
+        moved = await until_found(topic, of_type(IdentityPlanned, first.job_id))
+        await publish(settings, credits_reserved(second))
+        [trained] = await until_found(topic, of_type(IdentityTrained, second.job_id))
+        [planned] = await until_found(topic, of_type(IdentityPlanned, second.job_id))
+        rows = await identity_rows(router, subject.subject_id)
+    assert [(p.use.mode, p.use.provider, p.trains) for p in moved] == [("lora", "cheap", True),
+                                                                       ("reference", "portraits", False)]
+    assert failed.failure_code == "training_failed" and not failed.tenant_fault
+    assert (planned.use.provider, planned.trains) == ("other", True) and trained.provider == "other"
+    assert sorted((row["state"], str(row["job_id"])) for row in rows) == sorted(
+        [("failed", str(first.job_id)), ("trained", str(second.job_id))])
 
 
 async def test_an_erased_subjects_identities_are_gone_however_often_the_erasure_comes(

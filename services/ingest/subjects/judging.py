@@ -99,17 +99,19 @@ class PhotoJudgement:
 
 @dataclass(frozen=True)
 class JudgedAgainst:
-    """What a batch is judged against: the subject's kind, the checks its photos pass, and the
-    photos it has accepted."""
+    """What a batch is judged against: the subject's kind, the checks its photos pass, the
+    photos it has accepted, and the number of the last photo it was offered (accepted or not)."""
 
     kind: str
     checks: dict[str, InputCheck]
     kept: Sequence[Kept] = ()
+    last_n: int = 0
 
 
 def judged(batch: JudgedAgainst, offered: Sequence[Offered]) -> list[PhotoJudgement]:
-    """The verdict of each offered photo, in order, numbered after the subject's photos."""
-    first_n = max((k.n for k in batch.kept), default=0) + 1
+    """The verdict of each offered photo, in order, numbered after every photo the subject was
+    offered: a refused photo keeps its number, so one refused last is not numbered again."""
+    first_n = max([batch.last_n, *(k.n for k in batch.kept)]) + 1
     verdicts = [PhotoJudgement(offered=photo, n=first_n + i) for i, photo in enumerate(offered)]
     for verdict in verdicts:
         own_checks(batch, verdict)

@@ -17,6 +17,8 @@ trainers.
     factory.py             adapters built from the registry: one `Provider` per configured provider
     fal.py                 fal's queue API (docs.fal.ai, "Queue")
     fal_training.py        fal's queue trainers
+    hosted_files.py        files a provider keeps for its models' inputs: a subject's photos, never
+                           inline
     identity_inputs.py     how a model carries a subject's identity (`inputs.identity` in
                            providers.yaml), and the identity a call carries
     image_stages.py        what the built-in local providers do to an image at each stage, on the

@@ -37,6 +37,9 @@ class AdapterTraits:
     makes_clips: bool = False
     # Whether it can train a subject's identity (a provider's `trainer`): trainers.py finds its trainer.
     trains: bool = False
+    # Whether its API keeps files its models read (hosted_files.py): a subject's photos reach a
+    # reference model or a trainer there, never inline.
+    hosts_files: bool = False
     default_endpoint: str | None = None
     # Hosts (fnmatch patterns, `host` or `host:port`) the API key may go to besides the endpoint's.
     credential_hosts: tuple[str, ...] = ()

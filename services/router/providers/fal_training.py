@@ -3,12 +3,15 @@ a training is a queue request like any other (fal.py), its result the weights' f
 
     POST {endpoint}/{trainer}[?fal_webhook=url]     {images_data_url, trigger_word, steps, …}
          X-Fal-Object-Lifecycle-Preference: {"expiration_duration_seconds": n}
-    GET  {endpoint}/{app}/requests/{id}/status      IN_QUEUE | IN_PROGRESS | COMPLETED (+ error)
+    GET  {endpoint}/{app}/requests/{id}/status      202 IN_QUEUE | IN_PROGRESS, 200 COMPLETED (+ error)
     GET  {endpoint}/{app}/requests/{id}             {diffusers_lora_file: {url, content_type,
                                                      file_name, file_size}, config_file: {…}}
     PUT  {endpoint}/{app}/requests/{id}/cancel
 
-(fal-ai/fal-js@5324132 `libs/client/src/types/training/types.gen.ts`, `zod.gen.ts`.) fal has no
+(fal-ai/fal-js@5324132 `libs/client/src/types/training/types.gen.ts`, `zod.gen.ts`.) The photos'
+zip is uploaded to fal's storage first (fal.py `FalStorage`, kept for the training's
+`timeout_s`), and `images_data_url` is its URL (`images.via: presigned`: a presigned link to a
+copy in the internal bucket instead). fal has no
 API that deletes a file of its CDN: the training asks fal to delete its outputs after
 `output_expiration_s` (fal's "media expiration" page), which is all `forget` can do; the
 weights are copied into the internal bucket as soon as the training ends, so the router needs
@@ -20,20 +23,28 @@ from typing import Any
 from urllib.parse import urlencode
 
 from services.router.providers.base import ProviderContext, ProviderError
-from services.router.providers.fal import RUNNING, FalOptions, app_id
+from services.router.providers.fal import (
+    LIFECYCLE,
+    STATUS_OK,
+    FalOptions,
+    FalStorage,
+    app_id,
+    finished,
+    queue_error,
+    result_error,
+)
 from services.router.providers.registry import ProviderConfig
 from services.router.providers.trainers import (
     TrainingOutput,
     TrainingRequest,
+    hosted_photos,
     output_at,
     safetensors_of,
     trainer,
     training_input,
 )
 from services.router.providers.training_config import TrainerConfig
-from services.router.providers.transport import ApiRequest, ProviderHttp, json_object, status_error
-
-LIFECYCLE = "X-Fal-Object-Lifecycle-Preference"
+from services.router.providers.transport import ApiRequest, ProviderHttp, json_object
 
 
 @trainer("fal")
@@ -57,11 +68,12 @@ class FalTrainer:
         url = f"{self.config.base_url}/{model}"
         if self.config.webhooks is not None:
             url += "?" + urlencode({"fal_webhook": f"{self.config.webhooks.url}/{self.name}"})
+        images, _ = await hosted_photos(self.training, request, host=FalStorage(self.http, self.options))
         lifecycle = json.dumps({"expiration_duration_seconds": self.options.output_expiration_s})
-        response = await self.http.request(ApiRequest(method="POST", url=url, json=training_input(self.training, request),
-                                                      headers={LIFECYCLE: lifecycle}))
+        response = await self.http.request(ApiRequest(method="POST", url=url, json=training_input(
+            self.training, request, images=images), headers={LIFECYCLE: lifecycle}))
         if response.status_code not in (200, 201, 202):
-            raise status_error(self.name, response)
+            raise queue_error(self.name, response)
         body = json_object(response, self.name)
         if not body.get("request_id"):
             raise ProviderError(kind="server_error", message=f"{self.name}: the training's submit answer has no request_id")
@@ -72,19 +84,13 @@ class FalTrainer:
 
     async def poll(self, handle: dict[str, Any]) -> TrainingOutput | None:
         response = await self.http.request(ApiRequest(method="GET", url=handle["status"]))
-        if response.status_code != 200:
-            raise status_error(self.name, response)
-        status = json_object(response, self.name)
-        if status.get("status") in RUNNING:
+        if response.status_code not in STATUS_OK:
+            raise queue_error(self.name, response)
+        if not finished(json_object(response, self.name), provider=self.name, request_id=handle["id"]):
             return None
-        if status.get("status") != "COMPLETED" or status.get("error"):
-            raise ProviderError(kind="server_error", message=f"{self.name}: training {handle['id']} failed"
-                                                f" ({status.get('error_type')}): {status.get('error')}", terminal=True)
         result = await self.http.request(ApiRequest(method="GET", url=handle["response"]))
         if result.status_code != 200:
-            error = status_error(self.name, result)
-            error.terminal = "x-fal-request-id" in result.headers
-            raise error
+            raise result_error(self.name, result)
         url = output_at(json_object(result, self.name), self.training.weights)
         if not isinstance(url, str):
             raise ProviderError(kind="bad_output", message=f"{self.name}: the training's result has no {self.training.weights}",
@@ -100,6 +106,9 @@ class FalTrainer:
 
     async def forget(self, provider_version: str | None) -> None:
         """Nothing to delete: fal deletes the outputs itself after `output_expiration_s`."""
+
+    async def discard_photos(self, handle: dict[str, Any]) -> None:
+        """Nothing to delete: the photos uploaded expire at fal by the training's `timeout_s`."""
 
     def remote_id(self, handle: dict[str, Any]) -> str:
         return str(handle.get("id", ""))

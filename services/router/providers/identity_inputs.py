@@ -12,16 +12,16 @@ Two ways (DESIGN.md §13), each a provider declares in `capabilities.identity`:
   (fal, Together, and cog-flux from replicate/cog-flux@2943a6f on, which keeps a `.safetensors`
   URL's query string: before it, `make_download_url` kept only what precedes `?` and a
   presigned link lost its signature), or, for a cog-flux model built before that,
-  `replicate_version`: the Replicate model version a training at Replicate made
-  (`owner/name:version`), the only weights such a model can read.
-* `reference`: the subject's photos as data: URIs, one (`url`: fal's flux-pulid
-  `reference_image_url`) or several (`list`: Kontext's `image_urls`), up to `max`.
+  `replicate_version`: the Replicate model version a training at Replicate made, as the
+  loader reads one (`owner/name/version`), the only weights such a model can read.
+* `reference`: the subject's photos as URLs of the provider's own storage (uploaded once,
+  hosted_files.py; never inline), one (`url`: fal's flux-pulid `reference_image_url`) or several
+  (`list`: Kontext's `image_urls`), up to `max`.
 
 Pure: `lora_fields`, `reference_fields` and `prompted` give what a call adds to a model's input
 (`model_calls.model_input` puts them in).
 """
 
-import base64
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -74,7 +74,8 @@ class IdentityInputs(_Frozen):
 class IdentityInput:
     """The identity one call carries: by LoRA (the weights' base, a link to them, or the
     Replicate version a training made; the bytes themselves for the local model) or by
-    reference (the subject's photos in clear, and their set's digest)."""
+    reference (the subject's photos in clear, and their set's digest; `photo_urls`: where the
+    provider keeps its copies of them, in the same order, once uploaded there)."""
 
     mode: IdentityMode
     subject_id: str
@@ -86,6 +87,7 @@ class IdentityInput:
     weights: bytes | None = None
     photos: tuple[bytes, ...] = ()
     photo_set: str = ""
+    photo_urls: tuple[str, ...] = ()
 
 
 def can_carry(inputs: IdentityInputs | None, identity: IdentityInput) -> bool:
@@ -102,12 +104,14 @@ def can_carry(inputs: IdentityInputs | None, identity: IdentityInput) -> bool:
 
 
 def reference_fields(reference: ReferenceInput, identity: IdentityInput, *, index: int) -> dict[str, Any]:
-    """The subject's photos as candidate `index` sends them: one (each candidate another), or up to `max`."""
-    photos = identity.photos
+    """The subject's photos as candidate `index` sends them, by the URLs the provider keeps them
+    at: one (each candidate another), or up to `max`."""
+    urls = identity.photo_urls
+    if not urls:
+        raise ValueError("the subject's photos go to a model as files the provider keeps: upload them first")
     if reference.style == "url":
-        return {reference.field: photo_uri(photos[index % len(photos)])}
-    chosen = [photos[(index + n) % len(photos)] for n in range(min(reference.max, len(photos)))]
-    return {reference.field: [photo_uri(photo) for photo in chosen]}
+        return {reference.field: urls[index % len(urls)]}
+    return {reference.field: [urls[(index + n) % len(urls)] for n in range(min(reference.max, len(urls)))]}
 
 
 def prompted(lora: LoraInput, identity: IdentityInput, *, prompt: str) -> str:
@@ -116,7 +120,7 @@ def prompted(lora: LoraInput, identity: IdentityInput, *, prompt: str) -> str:
 
 
 def lora_fields(lora: LoraInput, identity: IdentityInput) -> dict[str, Any]:
-    url = identity.provider_version if lora.link == "replicate_version" else identity.weights_url
+    url = replicate_weights(identity.provider_version or "") if lora.link == "replicate_version" else identity.weights_url
     if lora.style == "url":
         fields: dict[str, Any] = {lora.field: url}
         if lora.scale_field:
@@ -125,8 +129,14 @@ def lora_fields(lora: LoraInput, identity: IdentityInput) -> dict[str, Any]:
     return {lora.field: [{lora.path_key: url, lora.scale_key: lora.scale}]}
 
 
-def photo_uri(photo: bytes) -> str:
-    """A photo as a data: URI, its type read from its first bytes."""
-    media_type = "image/png" if photo.startswith(b"\x89PNG") else \
-        "image/webp" if photo[8:12] == b"WEBP" else "image/jpeg"
-    return f"data:{media_type};base64,{base64.b64encode(photo).decode('ascii')}"
+def replicate_weights(version: str) -> str:
+    """A Replicate model version as cog-flux's weights loader takes it: `owner/name/version`
+    (replicate/cog-flux `weights.py` `make_download_url`). Replicate names a version
+    `owner/name:version`, which the loader reads as a model named `name:version`, and fails."""
+    owner_name, _, version_id = version.partition(":")
+    return f"{owner_name}/{version_id}" if version_id else owner_name
+
+
+def photo_type(photo: bytes) -> str:
+    """A photo's media type, read from its first bytes (screening let only these through)."""
+    return "image/png" if photo.startswith(b"\x89PNG") else "image/webp" if photo[8:12] == b"WEBP" else "image/jpeg"

@@ -8,7 +8,7 @@ training's time is set in providers.yaml, like a hosted trainer's minutes. The h
 down before the first poll) holds the weights and when they are ready, so a router that
 restarts meanwhile finds the training where it was, not started again. `local.failure_rate`
 fails that share of trainings (the provider's fault); photos in which no face is found fail
-it as the tenant's.
+it as a refusal (`bad_request`), which no more than any other failure is charged.
 """
 
 import asyncio
@@ -67,6 +67,9 @@ class LocalTrainer:
 
     async def forget(self, provider_version: str | None) -> None:
         """The local trainer keeps nothing of a training."""
+
+    async def discard_photos(self, handle: dict[str, Any]) -> None:
+        """The photos were never sent anywhere."""
 
     def remote_id(self, handle: dict[str, Any]) -> str:
         return str(handle.get("id", ""))

@@ -161,6 +161,10 @@ class ProviderConfig(Frozen):
             raise ValueError("a Replicate trainer names its destination model (trainer.destination: owner/name)")
         if self.adapter == "local":
             return  # the local portrait model carries both ways, from the request itself
+        if not traits.hosts_files and ("reference" in self.capabilities.identity or (
+                self.trainer is not None and self.trainer.images.via == "upload")):
+            raise ValueError(f"adapter {self.adapter!r} keeps no files: a subject's photos reach its models only by"
+                             " a file the provider keeps (trainer.images.via: presigned links a trainer to them)")
         for mode in self.capabilities.identity:
             lacking = [pin.name for pin in self.models if not (self.inputs_for(pin).identity or _NONE).takes(mode)]
             if lacking:

@@ -49,6 +49,7 @@ from services.router.providers.base import GeneratedImage, GenerationRequest, Pr
 from services.router.providers.billing import BilledJob, billed_micro_usd, shares
 from services.router.providers.copies import CopiedOutput
 from services.router.providers.entry_parts import HostedStage, ModelPin
+from services.router.providers.hosted_files import FileHost, HostedPhotos
 from services.router.providers.journal import RemoteJobState
 from services.router.providers.outputs import Expectation, checked_clip, checked_image
 from services.router.providers.payloads import decode_data_uri
@@ -82,6 +83,7 @@ class RemoteProvider(ABC):
         self.context = context
         self.clock = context.clock or LoopClock()
         self.http = ProviderHttp(config, context.client, auth_headers=self._auth_headers(), outputs=context.outputs)
+        self._hosted: HostedPhotos | None = None
 
     # ---- what an adapter says ------------------------------------------------------------
 
@@ -91,6 +93,10 @@ class RemoteProvider(ABC):
 
     def _auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secret}"} if self.secret else {}
+
+    def _file_host(self) -> FileHost | None:
+        """Where this API keeps files its models read (hosted_files.py); None: it keeps none."""
+        return None
 
     @abstractmethod
     async def _submit(self, call: RemoteCall) -> dict[str, Any] | RemoteOutput:
@@ -118,6 +124,8 @@ class RemoteProvider(ABC):
     # ---- the flow ------------------------------------------------------------------------
 
     async def generate(self, request: GenerationRequest) -> list[GeneratedImage]:
+        if request.identity is not None and request.identity.mode == "reference":
+            request = await self._with_hosted_photos(request)
         if request.video is not None:
             # A video model makes one clip per job: one remote job per candidate.
             return await self._one_by_one(request, self._clip_call)
@@ -135,6 +143,21 @@ class RemoteProvider(ABC):
                                                f" {request.capability}")
         # Image-to-image models take one image per call: one remote job per candidate.
         return await self._one_by_one(request, lambda single: self._stage_call(single, stage))
+
+    async def _with_hosted_photos(self, request: GenerationRequest) -> GenerationRequest:
+        """The request with its subject's photos at the provider's storage (uploaded once each,
+        for every call of the order): a model reads them by URL, never inline."""
+        identity = request.identity
+        assert identity is not None
+        if identity.photo_urls:
+            return request
+        if self._hosted is None:
+            host = self._file_host()
+            if host is None:
+                raise ProviderError(kind="bad_request", message=f"{self.name} keeps no files: a subject's photos cannot"
+                                                   " reach its models")
+            self._hosted = HostedPhotos(host)
+        return replace(request, identity=replace(identity, photo_urls=await self._hosted.urls(identity)))
 
     async def _one_by_one(self, request: GenerationRequest,
                          call_for: Callable[[GenerationRequest], RemoteCall]) -> list[GeneratedImage]:

@@ -15,34 +15,74 @@ Outputs are URLs on replicate.delivery, which the documentation says to fetch wi
 token; Replicate bills by predict_time. A 429 says in its body when to come back
 ("Expected available in N seconds"). Replicate's own clients retry polls on 429 and 5xx,
 as `RemoteProvider` does. `Prefer: wait` is not used: the prediction's id must be written
-down before it can run to completion unseen.
+down before it can run to completion unseen. A subject's photos go to reference models and
+trainers as files uploaded through Replicate's files API (`ReplicateFiles`), never inline.
 """
 
 import re
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from services.router.providers.adapters import AdapterTraits, adapter
 from services.router.providers.base import ProviderError
+from services.router.providers.hosted_files import FileHost, HostedFile, Upload
 from services.router.providers.inputs import CountInput, ModelInputs, SeedInput, SizeInput
 from services.router.providers.remote import RemoteProvider
 from services.router.providers.remote_calls import OutputImage, RemoteCall, RemoteOutput
-from services.router.providers.transport import ApiRequest, json_object, object_at
+from services.router.providers.transport import ApiRequest, ProviderHttp, json_object, object_at, status_error
 from services.router.providers.webhooks import WebhookRejected, callback_json, verify_standard_webhook
 
 _VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
 MIN_CANCEL_AFTER_S = 5
+# How long Replicate keeps an uploaded file when its answer does not say (its client's fixture: an hour).
+FILE_LIFE_S = 3600
 RUNNING = frozenset({"starting", "processing"})
+
+
+@dataclass(eq=False)
+class ReplicateFiles:
+    """Replicate's files API, as replicate-python uploads a model's input file
+    (replicate/replicate-python@0110c2c `replicate/file.py`, `helpers.py` `encode_json`):
+    `POST /v1/files`, the file as the multipart field `content`, answers 201 {id, urls: {get},
+    expires_at}; a model takes `urls.get` as its input; `DELETE /v1/files/{id}` answers 204.
+    Replicate sets the file's lifetime itself (an hour in the client's test fixture)."""
+
+    http: ProviderHttp
+
+    async def upload(self, upload: Upload) -> HostedFile:
+        response = await self.http.request(ApiRequest(method="POST", url=f"{self.http.config.base_url}/v1/files",
+                                                      files={"content": (upload.name, upload.data, upload.media_type)},
+                                                      timeout_s=self.http.config.timeouts.overall_s))
+        if response.status_code not in (200, 201):
+            raise status_error(self.http.name, response)
+        body = json_object(response, self.http.name)
+        url, file_id = object_at(body, "urls").get("get"), body.get("id")
+        if not (isinstance(url, str) and isinstance(file_id, str)):
+            raise ProviderError(kind="server_error", message=f"{self.http.name}: the uploaded file has no id or urls.get")
+        return HostedFile(url=url, id=file_id, expires_at=_epoch_s(body.get("expires_at")) or time.time() + FILE_LIFE_S)
+
+    async def delete(self, file_id: str) -> None:
+        """Delete an uploaded file; gone already is done."""
+        url = f"{self.http.config.base_url}/v1/files/{file_id}"
+        response = await self.http.request(ApiRequest(method="DELETE", url=url))
+        if response.status_code not in (200, 202, 204, 404):
+            raise status_error(self.http.name, response)
 
 
 @adapter("replicate")
 class ReplicateProvider(RemoteProvider):
     traits = AdapterTraits(
-        runs_stages=True, makes_clips=True, trains=True, default_endpoint="https://api.replicate.com",
+        runs_stages=True, makes_clips=True, trains=True, hosts_files=True, default_endpoint="https://api.replicate.com",
         credential_hosts=("replicate.delivery", "*.replicate.delivery"),
         default_inputs=ModelInputs(size=SizeInput(multiple_of=8), count=CountInput(field="num_outputs", max=4),
                                    seed=SeedInput()),
     )
+
+    def _file_host(self) -> FileHost:
+        return ReplicateFiles(self.http)
 
     async def _submit(self, call: RemoteCall) -> dict[str, Any]:
         body: dict[str, Any] = {"input": call.payload}
@@ -99,6 +139,14 @@ class ReplicateProvider(RemoteProvider):
             raise WebhookRejected(f"{self.name} has no webhook signing secret configured")
         verify_standard_webhook(secret, headers, body=body)
         return str(callback_json(body).get("id", ""))
+
+
+def _epoch_s(timestamp: object) -> float | None:
+    """An ISO 8601 time (`2024-08-22T13:26:51.079Z`) as epoch seconds; None if it is not one."""
+    try:
+        return datetime.fromisoformat(str(timestamp)).timestamp() if timestamp else None
+    except ValueError:
+        return None
 
 
 def _create_path(remote: str, body: dict[str, Any]) -> str:

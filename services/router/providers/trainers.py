@@ -11,12 +11,13 @@ The flow around it (who drives which training, resuming, copying, events) is
 `services/router/identities/training.py`.
 
 What every trainer's input is made of is here too (`training_input`): the photos as one zip
-or a list, each a data: URI or a link, the trigger word, the steps and the fixed inputs, as
-the provider's entry maps them.
+(or a list), by the URL the provider keeps them at (uploaded to its storage, `images.via:
+upload`) or a presigned link to a copy in the internal bucket (`presigned`), never inline; the
+trigger word, the steps and the fixed inputs, as the provider's entry maps them.
 """
 
-import base64
 import io
+import json
 import tarfile
 import zipfile
 from collections.abc import Callable
@@ -24,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
 from services.router.providers.base import ProviderContext, ProviderError
-from services.router.providers.identity_inputs import photo_uri
+from services.router.providers.hosted_files import FileHost, HostedFile, Upload, photo_upload
+from services.router.providers.identity_inputs import photo_type
 from services.router.providers.registry import ProviderConfig
 from services.router.providers.training_config import TrainerConfig
 
@@ -35,8 +37,8 @@ _Class = TypeVar("_Class", bound=type)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TrainingRequest:
     """One training: of which identity, with which trigger word, from which photos (in clear);
-    `images_url` the link to them where the trainer takes a link (`images.via: presigned`); of a
-    person or a product."""
+    `images_url` the presigned link to their zip (`images.via: presigned`); of a person or a
+    product."""
 
     identity_id: str
     trigger_word: str
@@ -73,6 +75,8 @@ class Trainer(Protocol):
 
     async def forget(self, provider_version: str | None) -> None: ...
 
+    async def discard_photos(self, handle: dict[str, Any]) -> None: ...
+
     def remote_id(self, handle: dict[str, Any]) -> str: ...
 
 
@@ -97,19 +101,36 @@ def build_trainer(config: ProviderConfig, context: ProviderContext, *, secret: s
     return _TRAINERS[config.adapter](config, context, secret=secret)
 
 
-def training_input(config: TrainerConfig, request: TrainingRequest) -> dict[str, Any]:
-    """The trainer's input: the photos where `images` says, the trigger word, the steps, the fixed inputs."""
+def _check_photo_count(config: TrainerConfig, request: TrainingRequest) -> None:
     images = config.images
     if not images.min <= len(request.photos) <= images.max:
         raise ProviderError(kind="bad_request", message=f"the trainer takes {images.min} to {images.max} photos, not"
                                            f" {len(request.photos)}")
-    if request.images_url is not None:
-        sent: Any = request.images_url
-    elif images.style == "zip":
-        sent = "data:application/zip;base64," + base64.b64encode(photos_zip(request.photos)).decode("ascii")
-    else:
-        sent = [photo_uri(photo) for photo in request.photos]
-    payload: dict[str, Any] = {images.field: sent}
+
+
+async def hosted_photos(config: TrainerConfig, request: TrainingRequest, *,
+                        host: FileHost) -> tuple[str | list[str], list[HostedFile]]:
+    """The photos as the trainer takes them, by URL: the presigned link to their zip, or uploaded
+    to the provider's storage (one zip, or each photo), kept there as long as the training may
+    run; and the files uploaded, to delete once the training ends."""
+    _check_photo_count(config, request)
+    if config.images.via == "presigned":
+        if request.images_url is None:
+            raise ValueError("images.via presigned: the caller keeps the photos' zip and links it")
+        return request.images_url, []
+    keep_s = int(config.timeout_s)
+    if config.images.style == "zip":
+        zipped = await host.upload(Upload(data=photos_zip(request.photos), name="photos.zip", media_type="application/zip",
+                                          keep_s=keep_s))
+        return zipped.url, [zipped]
+    uploaded = [await host.upload(photo_upload(photo, keep_s=keep_s)) for photo in request.photos]
+    return [file.url for file in uploaded], uploaded
+
+
+def training_input(config: TrainerConfig, request: TrainingRequest, *, images: str | list[str]) -> dict[str, Any]:
+    """The trainer's input: the photos' URL (or URLs) where `images` says, the trigger word, the
+    steps, the fixed inputs."""
+    payload: dict[str, Any] = {config.images.field: images}
     if config.trigger_field:
         payload[config.trigger_field] = request.trigger_word
     if config.steps is not None:
@@ -122,7 +143,7 @@ def photos_zip(photos: tuple[bytes, ...]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         for n, photo in enumerate(photos):
-            suffix = "png" if photo.startswith(b"\x89PNG") else "webp" if photo[8:12] == b"WEBP" else "jpg"
+            suffix = {"image/png": "png", "image/webp": "webp"}.get(photo_type(photo), "jpg")
             archive.writestr(f"{n:02d}.{suffix}", photo)
     return buffer.getvalue()
 
@@ -158,8 +179,25 @@ def safetensors_of(data: bytes, provider: str) -> bytes:
 
 
 def _is_safetensors(data: bytes) -> bool:
-    """A safetensors file: an 8-byte little-endian header length, then that much JSON."""
+    """A safetensors file that holds together: an 8-byte little-endian header length, that much
+    JSON naming at least one tensor, and every tensor's bytes within the file (a file cut short
+    in transit, or not weights at all, is refused before it is kept and paid for)."""
     if len(data) < 10:
         return False
     size = int.from_bytes(data[:8], "little")
-    return 2 <= size <= len(data) - 8 and data[8:9] == b"{"
+    if not 2 <= size <= len(data) - 8 or data[8:9] != b"{":
+        return False
+    try:
+        header = json.loads(data[8:8 + size])
+    except ValueError:
+        return False
+    tensors = [entry for name, entry in header.items() if name != "__metadata__"] if isinstance(header, dict) else []
+    return bool(tensors) and all(_tensor_within(entry, len(data) - 8 - size) for entry in tensors)
+
+
+def _tensor_within(entry: object, data_size: int) -> bool:
+    if not isinstance(entry, dict) or not isinstance(entry.get("dtype"), str):
+        return False
+    offsets = entry.get("data_offsets")
+    return (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(n, int) for n in offsets)
+            and 0 <= offsets[0] <= offsets[1] <= data_size)

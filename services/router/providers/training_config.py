@@ -14,9 +14,12 @@ As the trainers publish their inputs (RESEARCH-wave6.md §1):
   (3–6000); a training pushes a new version to `destination` (a model that must exist) and
   answers `output {version, weights}`, the weights a tar holding one `.safetensors`.
 
-The photos go as one zip (`images.style: zip`) or a list (`list`), each as a data: URI
-(`via: data_uri`) or a presigned link to a copy in the internal bucket deleted once the training
-ends (`via: presigned`). `weights` is where the weights' URL is in the trainer's output (a
+The photos go as one zip (`images.style: zip`) or a list (`list`), by the URL of a copy the
+provider keeps (`via: upload`, the default: uploaded to its storage, kept as long as the training
+may run, deleted where its API can once the training ends) or a presigned link to a zip in the
+internal bucket deleted once the training ends (`via: presigned`); never inline, where every
+echo of the training (Replicate's webhooks carry its input) would carry them again. `weights`
+is where the weights' URL is in the trainer's output (a
 dotted path). `base` names the model family the weights are for: a model takes LoRAs of its
 own base only (identity_inputs.LoraInput.base).
 """
@@ -31,7 +34,7 @@ from services.router.providers.entry_parts import Frozen, ModelPin
 class TrainerImages(Frozen):
     field: str = Field("images_data_url", min_length=1)
     style: Literal["zip", "list"] = "zip"
-    via: Literal["data_uri", "presigned"] = "data_uri"
+    via: Literal["upload", "presigned"] = "upload"
     min: int = Field(4, ge=1)
     max: int = Field(30, ge=1)
 

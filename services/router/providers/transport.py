@@ -58,13 +58,13 @@ OUTPUT_GONE = frozenset({401, 403, 404, 410})
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ApiRequest:
     """One request to a provider's API: a JSON body or a multipart form (fields without a file
-    name), the adapter's own headers (its key is added where the key may go), and a timeout
-    other than the submit timeout where the call needs one."""
+    name, and files as (name, bytes, media type)), the adapter's own headers (its key is added
+    where the key may go), and a timeout other than the submit timeout where the call needs one."""
 
     method: str
     url: str
     json: object = None
-    files: Mapping[str, tuple[str | None, str]] | None = None
+    files: Mapping[str, tuple[str | None, str] | tuple[str, bytes, str]] | None = None
     headers: Mapping[str, str] | None = None
     timeout_s: float | None = None
 
@@ -136,6 +136,15 @@ class ProviderHttp:
                 await response.aclose()
         raise ProviderError(kind="server_error", message=f"{self.name}: more than {self.config.outputs.max_redirects} redirects"
                                             f" downloading {url}")
+
+    async def upload(self, url: str, *, data: bytes, media_type: str) -> httpx.Response:
+        """Bytes PUT to the URL the provider named for them (its storage's signed upload URL),
+        reached as an output is: its own hosts, or an address the provider hosts' guard allows."""
+        target = await self._output_target(url)
+        request = self.client.build_request("PUT", target.url, content=data, timeout=self.config.timeouts.overall_s,
+                                            headers=self._headers(url, {"Content-Type": media_type}) | target.headers,
+                                            extensions=target.extensions)
+        return await self._send(request)
 
     async def _output_target(self, url: str) -> targets.PinnedRequest:
         """Where an output is fetched from: the provider's own hosts as the registry names them;

@@ -8,7 +8,8 @@ and, for a subject, the identity every generation carries:
    image (choosing.py) among reference generation, an identity of the subject's photo set
    already trained or in training (reused, nothing more to pay), and a training at each
    trainer (written down as the subject's one live identity: when two orders race, the
-   second finds the first's and waits for it).
+   second finds the first's and waits for it). A trainer whose training of the photo set
+   failed is tried again only when every trainer's has: another trains it first.
 2. The identity for this run: the photos (reference), or the trained weights (a presigned link
    to their copy, the bytes for the local model, the Replicate version). An identity still
    training puts the attempt back (`Waiting`) until it ends; one whose training failed, was
@@ -28,6 +29,7 @@ from services.common.runtime import ServiceRuntime
 from services.router.engine import RoutingEngine
 from services.router.planning import identity_key
 from services.router.providers.identity_inputs import IdentityInput
+from services.router.providers.registry import ProviderConfig
 from services.router.routing_types import RouteRequest, RoutingError
 from services.router.store import ClaimedAttempt
 from services.router.styles import style_plan
@@ -112,15 +114,17 @@ class SubjectOrders:
         async with self.runtime.pool.connection() as conn:
             planned = await store.job_plan(conn, spec.job_id)
             live = await store.live_identity(conn, attempted.key) if planned is None else None
+            failed = await store.failed_trainers(conn, attempted.key) if planned is None else set()
         if planned is not None:
             return planned
-        ways, tried = self._ways(attempted, live)
+        ways, tried = self._ways(attempted, live, failed=failed)
         way = cheapest_way(ways, spec.identity)
         if way is None:
             return Refused("no_capable_provider", f"job {spec.job_id}: {why_no_way(spec.identity, tried)}")
         return await self._announced(attempted, way)
 
-    def _ways(self, attempted: Attempted, live: store.IdentityRow | None) -> tuple[list[Way], list[str]]:
+    def _ways(self, attempted: Attempted, live: store.IdentityRow | None, *,
+              failed: set[str]) -> tuple[list[Way], list[str]]:
         spec, subject = attempted.claimed.job.spec, attempted.subject
         candidates = max(spec.candidates, spec.images)
         ways, tried = [], []
@@ -130,12 +134,12 @@ class SubjectOrders:
                             provider=reference[0], model=self._model_of(reference[0], attempted.route)))
         else:
             tried.append("no model takes reference photos")
-        ways += self._lora_ways(attempted, live)
+        ways += self._lora_ways(attempted, live, failed=failed)
         if not any(way.mode == "lora" for way in ways):
             tried.append("no trained identity and no trainer whose weights a capable model takes")
         return ways, tried
 
-    def _lora_ways(self, attempted: Attempted, live: store.IdentityRow | None) -> list[Way]:
+    def _lora_ways(self, attempted: Attempted, live: store.IdentityRow | None, *, failed: set[str]) -> list[Way]:
         route, subject = attempted.route, attempted.subject
         spec = attempted.claimed.job.spec
         candidates = max(spec.candidates, spec.images)
@@ -147,7 +151,7 @@ class SubjectOrders:
                                                   model=live.model, weights_sha256=live.weights_sha256,
                                                   cost_per_passing_image=per_passing_image(priced[1], 0, candidates=candidates))]
         ways = []
-        for config in self.engine.registry.trainers():
+        for config in self._trainers_to_try(failed):
             trainer = config.trainer
             assert trainer is not None
             if not trainer.images.min <= len(subject.photos) <= trainer.images.max or \
@@ -161,6 +165,13 @@ class SubjectOrders:
                 ways.append(Way(mode="lora", cost_per_passing_image=cost, provider=config.name,
                                 model=trainer.model.name, trains=True, training_micro_usd=trainer.price_micro_usd))
         return ways
+
+    def _trainers_to_try(self, failed: set[str]) -> list[ProviderConfig]:
+        """The trainers an order may train at: those whose training of these photos has not
+        failed before, while there are any; else all of them again."""
+        trainers = self.engine.registry.trainers()
+        untried = [config for config in trainers if config.name not in failed]
+        return untried or trainers
 
     def _priced(self, route: RouteRequest, probe: IdentityInput) -> tuple[str, Priced] | None:
         """The best provider for the way and what an image there costs and passes; None if none can."""

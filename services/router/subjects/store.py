@@ -69,6 +69,16 @@ async def live_identity(conn: Conn, key: SubjectKey) -> IdentityRow | None:
     return _identity(row) if row else None
 
 
+async def failed_trainers(conn: Conn, key: SubjectKey) -> set[str]:
+    """The trainers whose training of this subject and photo set failed at the provider (not
+    those its tenant stopped: an order canceled, a subject erased)."""
+    rows = await (await conn.execute(
+        "SELECT DISTINCT provider FROM identities WHERE tenant_id = %s AND subject_id = %s AND photo_set_sha256 = %s"
+        " AND state = 'failed' AND failure_code NOT IN ('canceled', 'subject_erased')",
+        [key.tenant_id, key.subject_id, key.photo_set_sha256])).fetchall()
+    return {row["provider"] for row in rows}
+
+
 async def identity(conn: Conn, identity_id: UUID) -> IdentityRow | None:
     row = await (await conn.execute(f"SELECT {IDENTITY_COLUMNS} FROM identities WHERE identity_id = %s",
                                     [identity_id])).fetchone()

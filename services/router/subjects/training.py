@@ -59,8 +59,11 @@ class TrainingFailure:
 
 
 def failure_of(error: ProviderError) -> TrainingFailure:
+    """A training the provider failed, refused or ran out of time on: never the tenant's fault,
+    whose photos were screened and accepted here (what a trainer refuses is between the
+    platform and the provider, and a status misread would otherwise be billed to the tenant)."""
     if error.kind == "bad_request":
-        return TrainingFailure("training_refused", str(error), tenant_fault=True)
+        return TrainingFailure("training_refused", str(error))
     if error.kind == "timeout":
         return TrainingFailure("training_timeout", str(error))
     return TrainingFailure("training_failed", str(error))
@@ -159,7 +162,7 @@ class TrainingSupervisor:
             await self._failed(row, failure_of(error))
             return
         finally:
-            await self._drop_photos(row, trainer)
+            await self._drop_photos(row, trainer, handle=handle)
         kept = await self.files.keep_weights(_place(row), data)
         await self._trained(row, Made(kept, output, trainer.training.price_micro_usd))
 
@@ -180,6 +183,7 @@ class TrainingSupervisor:
             written = await store.training_submitted(conn, _with_handle(row, handle), owner=self.owner)
         if not written:
             await self._cancel_quietly(trainer, handle)
+            await self._drop_photos(row, trainer, handle=handle)
             raise Stopped()
         return handle
 
@@ -280,6 +284,7 @@ class TrainingSupervisor:
         trainer = self.trainers.get(row.provider)
         if trainer is not None and row.handle is not None:
             await self._cancel_quietly(trainer, row.handle)  # a training that ended answers it cannot
+            await self._drop_photos(row, trainer, handle=row.handle)
         if row.cleanup == "erase":
             for key in {_place(row).key, _place(row).photos_key, *([row.weights_key] if row.weights_key else [])}:
                 await self.files.drop_weights(key)
@@ -300,9 +305,17 @@ class TrainingSupervisor:
         except (ProviderError, TimeoutError):
             pass
 
-    async def _drop_photos(self, row: store.IdentityRow, trainer: Trainer) -> None:
+    async def _drop_photos(self, row: store.IdentityRow, trainer: Trainer, *, handle: dict[str, object] | None) -> None:
+        """The photos' copies a training read, gone once it ended: the zip its link named, the
+        files uploaded to the provider where its API deletes them."""
         if trainer.training.images.via == "presigned":
             await self.files.drop_weights(_place(row).photos_key)
+        if handle is not None:
+            try:
+                await trainer.discard_photos(handle)
+            except ProviderError as error:  # they expire at the provider all the same
+                log.warning("%s keeps the photos of identity %s's training until they expire: %s", trainer.name,
+                            row.identity_id, error)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
