@@ -6,7 +6,9 @@ every job event by job id, so one job's events stay in order. Money is always an
 credits for users, micro-USD for provider costs.
 
 A payload change that old readers cannot read gets a new version and an upcaster in
-`UPCASTERS`, so readers only ever see the newest shape.
+`UPCASTERS`, so readers only ever see the newest shape. A member added to a shape has a
+default, so events written before it read as they are; while the previous release still
+runs, writers leave it out for its consumers (services/common/bus/writing.py).
 
 A tenant's content (the prompt) never travels in clear: it is `SealedText`, encrypted with
 the job's own data key (`services.common.sealing`), so destroying that key erases every copy

@@ -43,6 +43,7 @@ from services.common.bus.outbox import OutboxRelay
 from services.common.bus.positions import EndWatch, OffsetCommits, rewind, take_as_they_come
 from services.common.bus.read_ahead import Applier, ReadAhead, ReadAheadLimits
 from services.common.bus.wake import FetchWaker, Waking
+from services.common.bus.writing import EventWriter
 from services.common.contracts import Event, consumer_group, dead_letter_topic, topic_of
 from services.common.db import database_away, until_database_answers
 from services.common.supervision import Backoff
@@ -73,6 +74,7 @@ class EventConsumer:
 
     def __init__(self, schema: ServiceSchema, relay: OutboxRelay) -> None:
         self.service, self.pool, self.relay, self.settings = schema.name, schema.pool, relay, schema.settings
+        self.writer = EventWriter.of(self.settings)
         self.handlers: dict[type[Event], Handler] = {}
         self.preparers: dict[type[Event], Prepare] = {}
         self.claiming: set[type[Event]] = set()
@@ -300,7 +302,7 @@ class EventConsumer:
         claim = InboxClaim(envelopes)
         async with self.pool.connection() as conn:
             async with conn.transaction():
-                publish = Publish(conn, f"/genline/{self.service}", namespace=self.settings.topic_namespace)
+                publish = Publish(conn, f"/genline/{self.service}", writer=self.writer)
                 if self.batch_handler is None:
                     await claim.alone(conn)
                 else:  # its first statement claims the batch, and it applies what is fresh
@@ -385,7 +387,7 @@ class EventConsumer:
                 async with conn.transaction():
                     if claim is None and not await record_applied(conn, envelope):
                         raise AppliedBefore
-                    ctx = HandlerContext(conn=conn, envelope=envelope, source=f"/genline/{self.service}", namespace=self.settings.topic_namespace,
+                    ctx = HandlerContext(conn=conn, envelope=envelope, source=f"/genline/{self.service}", writer=self.writer,
                                          prepared=prepared, claim=claim)
                     with telemetry.timed_stage(self.service, f"apply:{envelope.type}"):
                         await handler(ctx, envelope.event)

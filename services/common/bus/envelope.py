@@ -6,6 +6,9 @@ JSON payload and the record key is the job id. The extensions `planpriority` and
 `jobpriority` carry the job's turn (its tenant's plan's priority, its own priority among the
 tenant's jobs), taken from the JobSpec an event carries, else from the event that caused it,
 so that a consumer taking events in fair turns (read_ahead.py) knows them without the job.
+The extension `producerversion` names the release of the service that wrote the event (none
+on events of releases before 0.2.0), so a reader, a dead letter and a replay say which
+release each event came from during a rolling update.
 """
 
 import os
@@ -18,6 +21,7 @@ from typing import Protocol
 from cloudevents.core.bindings.kafka import KafkaMessage, from_binary_event
 
 from services.common.contracts import JOB_PRIORITIES, Event, JobEvent, JobSpec, parse_event
+from services.common.releases import RELEASE
 from services.common.tracing import current_traceparent, trace_id_of
 
 CONTENT_TYPE = "application/json"
@@ -47,6 +51,9 @@ class Envelope:
     # The job's turn (see the module's docstring); the defaults where no event said.
     plan_priority: int = 0
     job_priority: str = JOB_PRIORITIES[0]
+    # The release that wrote it: this one for an envelope made here; as its header said (None
+    # before releases said) for one received.
+    producer_version: str | None = field(default=RELEASE, compare=False)
 
     @property
     def type(self) -> str:
@@ -119,6 +126,7 @@ def ce_headers(envelope: Envelope) -> dict[str, str]:
         "ce_time": rfc3339(envelope.time),
         "content-type": CONTENT_TYPE,
         "ce_traceparent": envelope.traceparent,
+        "ce_producerversion": RELEASE,
     }
     if envelope.subject:
         headers["ce_subject"] = envelope.subject
@@ -184,6 +192,7 @@ def from_kafka(record: KafkaRecord, topic: str | None = None) -> Envelope:
         floor=_moment(headers.get(FLOOR)),
         plan_priority=_priority(attributes.get("planpriority")),
         job_priority=_job_priority(attributes.get("jobpriority")),
+        producer_version=_text(attributes.get("producerversion")),
     )
 
 
@@ -194,6 +203,10 @@ def _priority(value: object) -> int:
         return max(0, int(str(value))) if value is not None else 0
     except ValueError:
         return 0
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _job_priority(value: object) -> str:
