@@ -96,7 +96,7 @@ def test_genline_version_names_the_release_the_one_it_runs_beside_and_what_chang
     said = json.loads(capsys.readouterr().out)
     assert said["version"] == RELEASE and said["runs_beside"] == {"version": PREVIOUS.version,
                                                                   "commit": PREVIOUS.commit}
-    assert "JobSpec.output_format added" in said["event_changes"] and "ledger/0015_after_the_lock" in said["migrations"]
+    assert "JobSpec.output_format added" in said["event_changes"] and "common/0007_events_held" in said["migrations"]
     assert main(["version"]) == 0
     assert capsys.readouterr().out.startswith(f"genline {RELEASE}\n")
     assert main(["version", "--record"]) == 0

@@ -111,6 +111,7 @@ class ServiceRuntime:
         await self.broker.start()
         self.consumer.start_waking(self.database_url)
         self.consumer.inbox_floors.start_pruning()
+        self.consumer.start_applying_held()
         self.relay.start()
         self.relay.notify()  # publish what a previous run committed but did not relay
         for hook in self.startup_hooks:
@@ -128,6 +129,7 @@ class ServiceRuntime:
         await goodbye("the last commit of offsets", self.consumer.offsets.flush())
         await self.consumer.end_watch.stop()
         await self.consumer.inbox_floors.stop_pruning()
+        await self.consumer.stop_applying_held()
         if self.consumer.waker:
             await self.consumer.waker.stop()
         await goodbye("the broker's connections", self.broker.stop())

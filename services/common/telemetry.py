@@ -46,6 +46,10 @@ EVENTS_CONSUMED = Counter(
     "genline_events_consumed_total", "Events handled by a consumer", ["service", "type", "outcome"]
 )
 DLQ_MESSAGES = Counter("genline_dlq_messages_total", "Messages sent to a dead-letter topic", ["service", "topic"])
+# Events of a type this release does not know (a later release's, during a rolling update):
+# kept in the service's events_held table, not dead-lettered (services/common/bus/held.py).
+EVENTS_HELD = Counter("genline_events_held_total", "Events of a type this release does not know, held until a"
+                      " release that knows it applies them", ["service", "type"])
 OUTBOX_RELAYED = Counter("genline_outbox_relayed_total", "Outbox events published to Kafka", ["service"])
 # What a job costs, counted (bench/e2e.py divides these by the jobs, tests/e2e/test_job_costs.py
 # holds them): statements sent to PostgreSQL by the service's pool, requests to object storage,

@@ -1,8 +1,8 @@
 """Events written for the previous release's consumers, checked against that release's own
 contracts (its `contracts.py` at its commit, loaded beside this release's): what this release
 writes for 0.1.0 its consumers read, what it writes whole they refuse (the check can fail);
-a member 0.1.0 cannot carry is named before anything is written; and a type it does not know
-is not written."""
+a member 0.1.0 cannot carry is named before anything is written; a type it does not know is
+not written; and this release's readers keep and pass on what a later one adds."""
 
 import json
 import uuid
@@ -130,3 +130,14 @@ def test_every_event_says_the_release_that_wrote_it_and_one_from_before_releases
     record.headers.pop("ce_producerversion")
     assert from_kafka(record).producer_version is None
 
+
+def test_members_a_later_release_adds_are_kept_and_passed_on_by_this_ones_readers():
+    job = spec()
+    reserved = CreditsReserved(job_id=job.job_id, tenant_id=job.tenant_id, job=job, transfer_id=uuid.uuid4(),
+                               amount=20, unit_price=10).model_dump(mode="json")
+    reserved["job"]["lighting"] = {"key": "rembrandt"}  # what a later release might add
+    reserved["hold_reason"] = "plan"
+    read = CreditsReserved.model_validate(reserved)
+    passed_on = generated(read.job)
+    assert json.loads(passed_on.model_dump_json())["job"]["lighting"] == {"key": "rembrandt"}
+    assert json.loads(read.model_dump_json())["hold_reason"] == "plan"

@@ -28,6 +28,8 @@ inbox's claim or an outbox row is handed to it (`InboxClaim.first`, `staged_even
 The tables it keeps (outbox, inbox, journal floor) are created by common's migrations.
 
 Its modules besides those named above:
+    held.py            events of a type this release does not know, kept until a release that
+                       knows it applies them
     journal_tables.py  the journal's own tables, and the statements that read and write them
     positions.py       where a consumer stands on its partitions
     read_ahead.py      a consumer's fair turns across tenants (opt-in, `consumer_fair_turns`)

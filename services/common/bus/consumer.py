@@ -23,7 +23,8 @@ from opentelemetry.trace import SpanKind
 
 from services.common import telemetry, tracing
 from services.common.bus.consumption import Consumption, Unbranched
-from services.common.bus.envelope import Envelope, MalformedEnvelope, from_kafka
+from services.common.bus.envelope import Envelope, MalformedEnvelope, UnknownType, from_kafka
+from services.common.bus.held import HeldEvents
 from services.common.bus.inbox import (
     SKIP_CHECK_BATCH,
     BatchHandler,
@@ -46,7 +47,7 @@ from services.common.bus.wake import FetchWaker, Waking
 from services.common.bus.writing import EventWriter
 from services.common.contracts import Event, consumer_group, dead_letter_topic, topic_of
 from services.common.db import database_away, until_database_answers
-from services.common.supervision import Backoff
+from services.common.supervision import Backoff, every, stop_tasks, supervise
 
 E = TypeVar("E", bound=Event)
 # A handler of one event type, as `on` registers it.
@@ -88,6 +89,8 @@ class EventConsumer:
         self.waker: FetchWaker | None = None
         self.read_ahead: ReadAhead | None = None
         self.inbox_floors = InboxFloors(self.service, self.pool)
+        self.held = HeldEvents(self.service, self.pool)
+        self._releasing: asyncio.Task[None] | None = None
         self.consumption = Consumption(service=self.service, handled=(), passed_over=(), publishers=())
 
     def on(self, event_type: type[E], prepare: "Prepare | None" = None,
@@ -169,6 +172,24 @@ class EventConsumer:
                                     waking=Waking(namespace=s.topic_namespace, idle_fetch_s=s.bus_idle_fetch_interval_s, service=self.service))
             self.waker.start(self.subscriber.consumer)
 
+    def start_applying_held(self) -> None:
+        """Apply the held events whose types this release knows, now and every little while
+        (held.py): those a replica of an earlier release held during a rolling update."""
+        every_s = self.settings.bus_check_interval_s
+        self._releasing = supervise(f"{self.service}-held", partial(every, every_s, self.apply_held,
+                                                                     what=f"{self.service}-held"))
+
+    async def stop_applying_held(self) -> None:
+        await stop_tasks(self._releasing)
+        self._releasing = None
+
+    async def apply_held(self) -> int:
+        return await self.held.apply_known(self._apply_held)
+
+    async def _apply_held(self, envelope: Envelope) -> None:
+        if self.handles(envelope):  # else it is one this service passes over
+            await self.apply(envelope)
+
     def _fetch_again(self) -> None:
         """The read-ahead has room again: fetch as after a relay's word (wake.py), if it listens."""
         if self.waker is not None:
@@ -225,6 +246,9 @@ class EventConsumer:
         for record in records:
             try:
                 envelope = from_kafka(record, record.topic)
+            except UnknownType as unknown:  # a later release's: kept until a release that knows it looks
+                await self.held.hold(record, record.topic, unknown)
+                continue
             except MalformedEnvelope as exc:
                 await self._dead_letter(record, exc, attempts=1)
                 continue

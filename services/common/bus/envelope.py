@@ -20,7 +20,7 @@ from typing import Protocol
 
 from cloudevents.core.bindings.kafka import KafkaMessage, from_binary_event
 
-from services.common.contracts import JOB_PRIORITIES, Event, JobEvent, JobSpec, parse_event
+from services.common.contracts import JOB_PRIORITIES, Event, JobEvent, JobSpec, UnknownEventType, parse_event
 from services.common.releases import RELEASE
 from services.common.tracing import current_traceparent, trace_id_of
 
@@ -154,6 +154,15 @@ class MalformedEnvelope(ValueError):
     pass
 
 
+class UnknownType(MalformedEnvelope):
+    """A well-formed event of a type this release does not know (a later release wrote it):
+    kept, not dead-lettered (held.py)."""
+
+    def __init__(self, message: str, *, event_id: str, event_type: str, producer_version: str | None) -> None:
+        super().__init__(message)
+        self.event_id, self.event_type, self.producer_version = event_id, event_type, producer_version
+
+
 class KafkaRecord(Protocol):
     """A record as a Kafka client reads it (its headers a list of pairs) or as `to_kafka`
     writes it (a mapping)."""
@@ -177,6 +186,9 @@ def from_kafka(record: KafkaRecord, topic: str | None = None) -> Envelope:
         if not isinstance(data, dict):
             raise TypeError(f"the data is {type(data).__name__}, not a JSON object")
         event = parse_event(attributes["type"], data)
+    except UnknownEventType as exc:  # raised by parse_event alone, once the attributes are read
+        raise UnknownType(f"cannot decode event: {exc}", event_id=attributes["id"], event_type=attributes["type"],
+                          producer_version=_text(attributes.get("producerversion"))) from exc
     except Exception as exc:  # any undecodable record is a poison message, not a crash
         raise MalformedEnvelope(f"cannot decode event: {exc}") from exc
     return Envelope(
