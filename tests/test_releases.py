@@ -6,7 +6,8 @@ past release's commit and migrations; a setting naming a release this one does n
 the service at start; `genline version` says it all. This release's migrations only expand: a
 step that would break the previous release's code (a drop, a rename, a narrowed column, a
 constraint checked against every row under its lock) stands only in a file that says why it no
-longer matters (`-- contract step: ...`)."""
+longer matters (`-- contract step: ...`); tests/releases checks the previous release's own
+statements against the migrated schema.)"""
 
 import json
 import re
