@@ -71,9 +71,13 @@ class Narrowing:
     """Walks a payload along a schema, keeping what the schema's readers know."""
 
     defs: Mapping[str, Schema]
+    # Models the readers read whole (`whole_models`): their values are kept as they are, unwalked.
+    whole: frozenset[str] = frozenset()
     left_out: list[str] = field(default_factory=list)  # the paths of what was left out
 
     def value(self, value: Any, schema: Schema, path: str) -> Any:
+        if schema.get("$ref", "").rsplit("/", 1)[-1] in self.whole:
+            return value
         schema = resolved(schema, self.defs)
         if "anyOf" in schema:
             branch = next((b for b in schema["anyOf"] if fits(value, resolved(b, self.defs))), None)
@@ -129,10 +133,12 @@ def fits(value: Any, schema: Schema) -> bool:
     return JSON_TYPES.get(type(value)) in kinds
 
 
-def project(payload: dict[str, Any], event_type: str, shapes: Shapes) -> tuple[dict[str, Any], list[str]]:
+def project(payload: dict[str, Any], event_type: str, shapes: Shapes,
+            *, whole: frozenset[str] = frozenset()) -> tuple[dict[str, Any], list[str]]:
     """The payload as the release of `shapes` reads it: without the fields it does not know
-    (which a reader whose models forbid extra fields would refuse), and the paths left out."""
-    narrowing = Narrowing(defs=shapes["$defs"])
+    (which a reader whose models forbid extra fields would refuse), and the paths left out.
+    The values of the `whole` models are kept unwalked (the readers know all they may hold)."""
+    narrowing = Narrowing(defs=shapes["$defs"], whole=whole)
     projected = narrowing.members(payload, shapes["$defs"][shapes["events"][event_type]], "")
     return projected, narrowing.left_out
 
@@ -160,6 +166,16 @@ def paths(schema: Schema, defs: Mapping[str, Schema], prefix: str = "", seen: tu
 
 def event_paths(shapes: Shapes, event_type: str) -> frozenset[str]:
     return frozenset(paths(shapes["$defs"][shapes["events"][event_type]], shapes["$defs"]))
+
+
+def model_paths(shapes: Shapes, model: str) -> frozenset[str]:
+    return frozenset(paths({"$ref": f"#/$defs/{model}"}, shapes["$defs"]))
+
+
+def whole_models(old: Shapes, new: Shapes) -> frozenset[str]:
+    """The models `old`'s readers read whole: every member this release's may hold, theirs may
+    hold too (a candidate's reference, a score), so a projection need not walk their values."""
+    return frozenset(m for m in old["$defs"] if m in new["$defs"] and model_paths(new, m) <= model_paths(old, m))
 
 
 def widened(old: Shapes, new: Shapes) -> frozenset[str]:

@@ -14,6 +14,7 @@ from services.common.bus.envelope import envelop, from_kafka, to_kafka
 from services.common.bus.writing import EventWriter, UnwritableEvent
 from services.common.contracts import (
     EVENT_TYPES,
+    CandidateRef,
     CandidatesGenerated,
     CandidatesScored,
     CreditsReserved,
@@ -64,8 +65,11 @@ def events_this_release_widened() -> list:
 
 
 def generated(job: JobSpec, calls: list[ProviderCall] = ()) -> CandidatesGenerated:
+    candidate = CandidateRef(index=0, key=f"t-writing/2026/11/{job.job_id}/0.png", media_type="image/png",
+                             size_bytes=1_000, sha256="0" * 64, width=64, height=64, provider="local",
+                             cost_micro_usd=2_000)  # a model 0.1.0 reads whole: kept as it is, unwalked
     return CandidatesGenerated(job_id=job.job_id, tenant_id=job.tenant_id, job=job, attempt=1, images=job.images,
-                               started_at=NOW, candidates=[], cost_micro_usd=4_000, calls=list(calls))
+                               started_at=NOW, candidates=[candidate], cost_micro_usd=4_000, calls=list(calls))
 
 
 def test_the_previous_release_reads_every_event_written_for_it_and_refuses_the_same_written_whole(previous_contracts):
@@ -74,6 +78,8 @@ def test_the_previous_release_reads_every_event_written_for_it_and_refuses_the_s
         for_previous = json.loads(writer.body(event))
         read = previous_contracts.parse_event(event.event_type, for_previous)
         assert read.job_id == event.job_id
+        assert [c.model_dump(mode="json") for c in getattr(read, "candidates", [])] == \
+               [c.model_dump(mode="json") for c in getattr(event, "candidates", [])]  # as 0.1.0 reads them
         with pytest.raises(ValueError, match="Extra inputs are not permitted"):
             previous_contracts.parse_event(event.event_type, json.loads(whole.body(event)))
 

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic_core import to_json
 
 from services.common.contracts import Event
-from services.common.event_shapes import Shapes, current_shapes, project, widened
+from services.common.event_shapes import Shapes, current_shapes, project, whole_models, widened
 from services.common.releases import RELEASE, record_of
 from services.common.settings import ServiceSettings
 
@@ -32,6 +32,7 @@ class ReadersShapes:
 
     shapes: Shapes
     narrower: frozenset[str] = field(default_factory=frozenset)
+    whole: frozenset[str] = field(default_factory=frozenset)  # models it reads whole, not walked
 
 
 @cache
@@ -40,7 +41,8 @@ def readers_shapes(version: str) -> ReadersShapes | None:
     if version == RELEASE:
         return None
     shapes = record_of(version)["events"]
-    return ReadersShapes(shapes=shapes, narrower=widened(shapes, current_shapes()))
+    return ReadersShapes(shapes=shapes, narrower=widened(shapes, current_shapes()),
+                         whole=whole_models(shapes, current_shapes()))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,7 +71,7 @@ class EventWriter:
                                   f" consumers, which do not know it (GENLINE_EVENTS_COMPATIBLE_WITH)")
         if event.event_type not in shapes.narrower:
             return event.model_dump_json().encode()
-        projected, _ = project(event.model_dump(mode="json"), event.event_type, shapes.shapes)
+        projected, _ = project(event.model_dump(mode="json"), event.event_type, shapes.shapes, whole=shapes.whole)
         return to_json(projected)
 
     def withheld(self, event: Event) -> list[str]:
@@ -79,4 +81,4 @@ class EventWriter:
         if shapes is None or event.event_type not in shapes.narrower:
             return []
         payload: dict[str, Any] = event.model_dump(mode="json", exclude_defaults=True)
-        return project(payload, event.event_type, shapes.shapes)[1]
+        return project(payload, event.event_type, shapes.shapes, whole=shapes.whole)[1]
