@@ -10,7 +10,9 @@ machine.
     embedded.py       the embedded stack
     endpoints.py      where the embedded stack's servers listen, and what follows from it
     fleet.py          the five services as separate processes: start, wait until ready, kill,
-                      restart, stop
+                      restart, replace, stop; the release each runs
+    front.py          a stable address in front of each service's processes, as a Kubernetes
+                      Service
     launcher.py       `genline run` (`python -m genline_stack`): the whole platform on the embedded
                       stack, plus a demo job
     portraits.py      photos of one person made from one portrait, offline

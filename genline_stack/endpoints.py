@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings
 
 from genline_stack.credentials import SERVICES, object_store_env, public_keys, read_credentials, read_person
 from services.common.identity import ServiceSigner
+from services.common.releases import RELEASE
 
 DEV_S3_KEY_ID = "genline-dev"
 DEV_S3_SECRET = "genline-dev-secret-not-for-production"
@@ -80,6 +81,9 @@ class Endpoints:
             # The embedded stack is where development's defaults live (the services'
             # own default is production).
             "GENLINE_ENVIRONMENT": "development",
+            # A stack started here runs no older release beside this one: its events go out
+            # whole (a rolling update's test lowers it for the new release's replicas).
+            "GENLINE_EVENTS_COMPATIBLE_WITH": RELEASE,
             "GENLINE_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "GENLINE_DATABASE_URL": self.database_url,
             "GENLINE_S3_ENDPOINT_URL": self.s3_endpoint_url,

@@ -23,7 +23,8 @@ from pathlib import Path
 CHUNK = 256 * 1024
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Bytes from `reader` to `writer` until either end closes; then `writer` is closed."""
     try:
         while data := await reader.read(CHUNK):
             writer.write(data)
@@ -50,7 +51,7 @@ async def serve(listen_port: int, target_port: int, *, context: ssl.SSLContext) 
         except OSError:
             writer.close()
             return
-        await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
 
     server = await asyncio.start_server(client, "127.0.0.1", listen_port, ssl=context, reuse_address=True)
     stop = asyncio.Event()

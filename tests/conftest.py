@@ -33,6 +33,14 @@ ROOT = Path(__file__).resolve().parents[1]
 E2E = ROOT / "tests" / "e2e"
 
 
+def pytest_addoption(parser) -> None:
+    parser.addoption("--upgrade-plant", choices=("dropped-column", "events-whole", "new-event-type"), default=None,
+                     help="run the rolling-upgrade test (tests/releases) with this incompatibility planted: it fails")
+    parser.addoption("--upgrade-baseline", action="store_true",
+                     help="run the rolling-upgrade test's stream and orders with nothing replaced: its latencies'"
+                          " baseline")
+
+
 # The suite runs on several workers (pytest-xdist, `--dist loadgroup`), each with a stack of its
 # own, a module's tests on one worker (its module-scoped fixtures start once). The tests that
 # start a stack or a fleet of their own to kill, restart or flood it (`own_stack`) are few and run

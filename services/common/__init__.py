@@ -2,6 +2,10 @@
 
 Events and the bus
     contracts.py     every event and shared shape, versioned, with their upcasters
+    event_shapes.py  the events' shapes as JSON Schema: frozen with each release, written for
+                     an older release's readers, compared between releases
+    releases.py      this release, the ones before it, and what each one's code reads
+                     (release_records/)
     bus/             outbox, relay, inbox, consumer, journal, envelopes, replay: how
                      events travel between services (its own docstring lists its files)
     audit.py         an action's audit record, in the transaction of the change

@@ -4,7 +4,8 @@ one parser, one generated `--help` at every level. A command's `run(args)` retur
 status. Modules that add commands import only what declaring them needs; what a command
 does is imported when it runs, so `genline jobs list` never loads torch.
 
-Common's own command: `genline service-keys`, new identity keys for internal calls.
+Common's own commands: `genline service-keys`, new identity keys for internal calls, and
+`genline version`, the release and what it changed since the one it runs beside.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from services.common.identity import INTERNAL_SERVICES, new_service_key
 
@@ -82,7 +85,75 @@ def new_service_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def migration_packages() -> tuple[str, ...]:
+    """The packages whose migrations a release applies: common's (every service applies them
+    first), then each service's own."""
+    from services.common.contracts import PUBLISHERS
+    from services.common.db import COMMON_MIGRATIONS
+
+    return (COMMON_MIGRATIONS, *(f"services.{service}" for service in PUBLISHERS))
+
+
+def this_record() -> dict[str, Any]:
+    """This release's record, as `release_records/<version>.json` freezes it when it is cut
+    (services/common/releases.py): its events' shapes and the migrations of common and of
+    each service, by its name."""
+    from services.common.db import migration_files
+    from services.common.event_shapes import current_shapes
+    from services.common.releases import RELEASE
+
+    return {"version": RELEASE, "events": current_shapes(),
+            "migrations": {package.rsplit(".", 1)[-1]: [version for version, _ in migration_files(package)]
+                           for package in migration_packages()}}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseSummary:
+    """This release, the one it runs beside, and what changed between them (docs/releases.md)."""
+
+    version: str
+    runs_beside: dict[str, str | None]
+    event_changes: list[str]
+    migrations: list[str]
+
+
+def release_summary() -> ReleaseSummary:
+    from services.common.event_shapes import changes, current_shapes
+    from services.common.releases import PREVIOUS, RELEASE, record_of
+
+    before, now = record_of(PREVIOUS.version), this_record()
+    added = [f"{part}/{name}" for part, names in now["migrations"].items()
+             for name in names if name not in before["migrations"].get(part, [])]
+    return ReleaseSummary(version=RELEASE, runs_beside={"version": PREVIOUS.version, "commit": PREVIOUS.commit},
+                          event_changes=changes(before["events"], current_shapes()), migrations=added)
+
+
+def show_version(args: argparse.Namespace) -> int:
+    from services.common.releases import PREVIOUS, RELEASE
+
+    if args.record:
+        print(json.dumps(this_record(), indent=1, sort_keys=True))
+        return 0
+    summary = release_summary()
+    if args.json:
+        print(json.dumps(asdict(summary), indent=2))
+        return 0
+    print(f"genline {RELEASE}")
+    print(f"runs beside {PREVIOUS.version} (commit {PREVIOUS.commit}) in a rolling update, and back; its events are"
+          f" written for {PREVIOUS.version}'s consumers until GENLINE_EVENTS_COMPATIBLE_WITH={RELEASE}")
+    print(f"event changes since {PREVIOUS.version}: {'; '.join(summary.event_changes) or 'none'}")
+    print(f"migrations since {PREVIOUS.version}: {', '.join(summary.migrations) or 'none'}")
+    return 0
+
+
 def add_commands(tree: CommandTree) -> None:
+    version = tree.command("version", show_version, help="this release, and what changed since the one it runs beside",
+        description="The release of this command (and of the services installed with it), the release it runs beside"
+                    " in a rolling update, and the event changes and migrations between them (docs/releases.md).")
+    version.add_argument("--json", action="store_true")
+    version.add_argument("--record", action="store_true",
+                         help="print the release's record (its events' shapes and its migrations), as"
+                              " services/common/release_records/<version>.json freezes it when it is cut")
     keys = tree.command("service-keys", new_service_keys, help="new identity keys for internal calls",
         description="Print a new Ed25519 identity key per service: each GENLINE_SERVICE_KEY goes into that service's"
                     " own Secret only; GENLINE_SERVICE_KEYS (public) goes to every service.")

@@ -6,7 +6,10 @@ every job event by job id, so one job's events stay in order. Money is always an
 credits for users, micro-USD for provider costs.
 
 A payload change that old readers cannot read gets a new version and an upcaster in
-`UPCASTERS`, so readers only ever see the newest shape.
+`UPCASTERS`, so readers only ever see the newest shape. A member added to a shape has a
+default, so events written before it read as they are; while the previous release still
+runs, writers leave it out for its consumers (services/common/bus/writing.py), and readers
+keep and pass on members they do not know (`Contract`).
 
 A tenant's content (the prompt) never travels in clear: it is `SealedText`, encrypted with
 the job's own data key (`services.common.sealing`), so destroying that key erases every copy
@@ -59,7 +62,12 @@ ALL_TOPICS = all_topics()
 
 
 class Contract(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    """A shape events carry. A member it does not know (one a later release added) is kept
+    and written again wherever the shape is passed on, never refused nor dropped, so a
+    consumer of this release reads what the next one writes (DESIGN.md §15). Code that makes
+    a contract is held to its fields by mypy (pydantic's plugin, `init_forbid_extra`)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
 
 
 # Every event contract by its type name, filled as each class is defined (Event): a new

@@ -71,8 +71,16 @@ async def ping(conn: psycopg.AsyncConnection[Any]) -> None:
     await conn.execute("SELECT 1")
 
 
-async def migrate(database_url: str, schema: str, *, packages: list[str]) -> list[str]:
-    """Apply the not-yet-applied migrations of `packages`, in order, inside `schema`.
+# How long a migration waits for a lock on a table before it gives up (and the service's start
+# with it, to be tried again): a migration queued behind a long transaction would otherwise
+# hold up every reader and writer queued behind it, on a busy table for as long.
+MIGRATION_LOCK_TIMEOUT_S = 5.0
+
+
+async def migrate(database_url: str, schema: str, *, packages: list[str],
+                  lock_timeout_s: float = MIGRATION_LOCK_TIMEOUT_S) -> list[str]:
+    """Apply the not-yet-applied migrations of `packages`, in order, inside `schema`, each in
+    its own transaction, which waits `lock_timeout_s` at most for any lock.
 
     An advisory lock makes concurrent starts of the same service apply each file once.
     """
@@ -94,6 +102,7 @@ async def migrate(database_url: str, schema: str, *, packages: list[str]) -> lis
                     if key in done:
                         continue
                     async with conn.transaction():
+                        await conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_s * 1000)}ms'")
                         if f"{package}:{former_version(sql)}" not in done:
                             await conn.execute(sql)
                         await conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", [key])

@@ -28,10 +28,12 @@ from services.common.bus.journal import Journal
 from services.common.bus.journal_tables import ServiceSchema
 from services.common.bus.kafka_security import faststream_security
 from services.common.bus.outbox import OutboxRelay, OutboxRow, add_to_outbox, outbox_row
+from services.common.bus.writing import EventWriter
 from services.common.contracts import PUBLISHERS, Event, consumer_group, readers_of, topic_of
 from services.common.db import COMMON_MIGRATIONS, Conn, migrate, open_pool, ping
 from services.common.grpc_server import hold_grpc_aio
 from services.common.problems import Problem, problem_response
+from services.common.releases import RELEASE
 from services.common.settings import ServiceSettings
 from services.common.supervision import GOODBYE_S, goodbye
 
@@ -71,6 +73,19 @@ class ServiceRuntime:
         # Extra servers and loops a service runs beside its consumer (gRPC, sweepers).
         self.startup_hooks: list[Callable[[], Awaitable[None]]] = []
         self.shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
+        telemetry.BUILD_INFO.labels(name, RELEASE, settings.events_compatible_with).set(1)
+
+    @property
+    def writer(self) -> EventWriter:
+        """How this service writes its events (bus/writing.py): the consumer's, for every emit."""
+        return self.consumer.writer
+
+    @property
+    def about(self) -> dict[str, str]:
+        """What `/healthz` says of the process: its service, release, and the release it writes
+        its events for."""
+        return {"service": self.service, "version": RELEASE,
+                "events_compatible_with": self.settings.events_compatible_with}
 
     def consume(self, consumption: Consumption) -> None:
         """Subscribe to the topics `consumption` reads (in this runtime's topic namespace), with
@@ -96,6 +111,7 @@ class ServiceRuntime:
         await self.broker.start()
         self.consumer.start_waking(self.database_url)
         self.consumer.inbox_floors.start_pruning()
+        self.consumer.start_applying_held()
         self.relay.start()
         self.relay.notify()  # publish what a previous run committed but did not relay
         for hook in self.startup_hooks:
@@ -113,6 +129,7 @@ class ServiceRuntime:
         await goodbye("the last commit of offsets", self.consumer.offsets.flush())
         await self.consumer.end_watch.stop()
         await self.consumer.inbox_floors.stop_pruning()
+        await self.consumer.stop_applying_held()
         if self.consumer.waker:
             await self.consumer.waker.stop()
         await goodbye("the broker's connections", self.broker.stop())
@@ -123,12 +140,12 @@ class ServiceRuntime:
         """Add an event to the outbox inside the caller's transaction; call `relay.notify()`
         after the commit."""
         envelope = envelop(event, f"/genline/{self.name}")
-        await add_to_outbox(conn, envelope, namespace=self.settings.topic_namespace)
+        await add_to_outbox(conn, envelope, writer=self.writer)
         return envelope
 
     def outbox_row(self, event: Event) -> OutboxRow:
         """`emit`'s outbox row, for a statement of the caller's to add (bus.staged_event)."""
-        return outbox_row(envelop(event, f"/genline/{self.name}"), self.settings.topic_namespace)
+        return outbox_row(envelop(event, f"/genline/{self.name}"), self.writer)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: object) -> AsyncIterator[None]:
@@ -168,7 +185,7 @@ class ServiceRuntime:
 
 def ops_app(runtime: ServiceRuntime) -> Starlette:
     """The HTTP face of a worker service: health, readiness and metrics."""
-    app = Starlette(routes=telemetry.ops_routes(runtime.readiness_checks, runtime.reported_checks),
+    app = Starlette(routes=telemetry.ops_routes(runtime.readiness_checks, runtime.reported_checks, about=runtime.about),
                     lifespan=runtime.lifespan)
     telemetry.instrument_http(app, runtime.settings.service_name)
     return app

@@ -13,6 +13,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, mode
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.identity import INTERNAL_SERVICES, public_key_of, valid_public_key
+from services.common.releases import PREVIOUS, RELEASE, VERSIONS
 
 # Compared after lower-casing and dropping everything but letters and digits, so CHANGE_ME,
 # change-me and "Change me" are one placeholder; a real secret is also long enough.
@@ -183,6 +184,12 @@ class ServiceSettings(BaseSettings):
     # a fetch comes back empty, and fetch everything once every `idle_fetch_interval`.
     bus_wake_on_publish: bool = False
     bus_idle_fetch_interval_s: float = 1.0
+    # The oldest release whose consumers may read this service's events (services/common/bus/
+    # writing.py): during a rolling update the previous one, whose consumers refuse a member
+    # they do not know, so events are written as it reads them and what it cannot carry is
+    # refused at the door. The operator raises it to this release once every replica of every
+    # service runs it (docs/guides/kubernetes.md); a platform installed fresh sets it at once.
+    events_compatible_with: str = PREVIOUS.version
 
     def http_ports(self) -> list[int]:
         """Every port the service's HTTP app listens on."""
@@ -203,6 +210,13 @@ class ServiceSettings(BaseSettings):
                 and self.kafka_security_protocol != "SASL_SSL" and not self.kafka_allow_unauthenticated:
             raise ValueError(f"GENLINE_KAFKA_SECURITY_PROTOCOL is {self.kafka_security_protocol}: production needs"
                              " SASL_SSL (or GENLINE_KAFKA_ALLOW_UNAUTHENTICATED=true where the network alone guards it)")
+        return self
+
+    @model_validator(mode="after")
+    def known_release(self) -> "ServiceSettings":
+        if self.events_compatible_with not in VERSIONS:
+            raise ValueError(f"GENLINE_EVENTS_COMPATIBLE_WITH is {self.events_compatible_with!r}: this release"
+                             f" ({RELEASE}) writes its events for one of {', '.join(VERSIONS)}")
         return self
 
     @model_validator(mode="after")

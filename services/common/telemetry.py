@@ -46,6 +46,10 @@ EVENTS_CONSUMED = Counter(
     "genline_events_consumed_total", "Events handled by a consumer", ["service", "type", "outcome"]
 )
 DLQ_MESSAGES = Counter("genline_dlq_messages_total", "Messages sent to a dead-letter topic", ["service", "topic"])
+# Events of a type this release does not know (a later release's, during a rolling update):
+# kept in the service's events_held table, not dead-lettered (services/common/bus/held.py).
+EVENTS_HELD = Counter("genline_events_held_total", "Events of a type this release does not know, held until a"
+                      " release that knows it applies them", ["service", "type"])
 OUTBOX_RELAYED = Counter("genline_outbox_relayed_total", "Outbox events published to Kafka", ["service"])
 # What a job costs, counted (bench/e2e.py divides these by the jobs, tests/e2e/test_job_costs.py
 # holds them): statements sent to PostgreSQL by the service's pool, requests to object storage,
@@ -252,6 +256,11 @@ def configure_logging(service: str, level: str, *, redact_prompts: bool = True) 
 ReadinessCheck = Callable[[], Awaitable[None]]
 
 
+# 1 for the release a service runs and the release it writes its events for (Prometheus's
+# `build_info` habit): a rolling update shows as two versions at once, and its end as one.
+BUILD_INFO = Gauge("genline_build_info", "The release this process runs and the oldest release whose consumers"
+                   " it writes its events for (GENLINE_EVENTS_COMPATIBLE_WITH)",
+                   ["service", "version", "events_compatible_with"])
 DEPENDENCY_UP = Gauge("genline_dependency_up", "Whether a dependency answered the last readiness probe (1) or not (0)",
                       ["dependency"])
 
@@ -271,14 +280,15 @@ OPS_PATHS = ("/healthz", "/readyz", "/metrics")
 
 
 def ops_routes(readiness_checks: dict[str, ReadinessCheck],
-               reported_checks: dict[str, ReadinessCheck] | None = None) -> list[Route]:
-    """Liveness says the process serves; readiness says the dependencies it cannot work
-    without answer. `reported_checks` are dependencies whose outage the service absorbs
-    (the broker: events wait in the outbox): reported under `degraded`, and in
-    `genline_dependency_up`, but the service stays ready."""
+               reported_checks: dict[str, ReadinessCheck] | None = None, *,
+               about: dict[str, str] | None = None) -> list[Route]:
+    """Liveness says the process serves, and `about` it (its service and release); readiness
+    says the dependencies it cannot work without answer. `reported_checks` are dependencies
+    whose outage the service absorbs (the broker: events wait in the outbox): reported under
+    `degraded`, and in `genline_dependency_up`, but the service stays ready."""
 
     async def healthz(_: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok"} | (about or {}))
 
     async def readyz(_: Request) -> Response:
         failures = await _failures(readiness_checks)

@@ -48,11 +48,12 @@ from services.common.provenance import (
     SigningCredentials,
     sniffed_media_type,
 )
+from services.common.releases import RELEASE
 from services.delivery.postprocess import Rendered, RenderedFiles
 from services.delivery.settings import DeliverySettings
 
 log = logging.getLogger(__name__)
-SOFTWARE_AGENT = {"name": "Genline", "version": "0.1.0"}
+SOFTWARE_AGENT = {"name": "Genline", "version": RELEASE}
 WRAP_AAD = b"genline/provenance-signing-key/v1"
 SOFT_BINDING = "c2pa.soft-binding"
 

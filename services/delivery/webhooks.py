@@ -28,7 +28,7 @@ import httpx
 from psycopg.rows import DictRow
 
 from services.common import targets, telemetry
-from services.common.bus import InboxClaim, OutboxRelay, add_to_outbox, envelop
+from services.common.bus import EventWriter, InboxClaim, OutboxRelay, add_to_outbox, envelop
 from services.common.contracts import (
     PROGRESS_WEBHOOK_EVENT,
     SUBJECT_WEBHOOK_EVENTS,
@@ -139,6 +139,7 @@ class WebhookSender:
     http: httpx.AsyncClient = field(init=False)
     data_keys: DataKeys = field(init=False)
     retries: domain.RetrySchedule = field(init=False)
+    writer: EventWriter = field(init=False)
     _wake: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _inflight: set[asyncio.Task[None]] = field(init=False, default_factory=set)
     _task: asyncio.Task[None] | None = field(init=False, default=None)
@@ -148,6 +149,7 @@ class WebhookSender:
         self.http = httpx.AsyncClient(follow_redirects=False, timeout=self.settings.webhook_timeout_s)
         self.data_keys = DataKeys(self.settings, "delivery")
         self.retries = domain.RetrySchedule(self.settings.webhook_retry_schedule_s, self.settings.webhook_retry_jitter)
+        self.writer = EventWriter.of(self.settings)
 
     def notify(self) -> None:
         self._wake.set()
@@ -268,7 +270,7 @@ class WebhookSender:
         sent = WebhookSent(job_id=message["job_id"], tenant_id=message["tenant_id"], webhook_id=message["webhook_id"],
                            event=message["event_type"], endpoint_id=message["endpoint_id"], outcome=state,
                            attempts=attempts, status_code=attempt.status_code)
-        await add_to_outbox(conn, envelop(sent, "/genline/delivery"), namespace=self.settings.topic_namespace)
+        await add_to_outbox(conn, envelop(sent, "/genline/delivery"), writer=self.writer)
 
     async def _abandon(self, message_id: uuid.UUID) -> None:
         async with self.pool.connection() as conn:

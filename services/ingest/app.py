@@ -172,7 +172,7 @@ def build(settings: IngestSettings) -> tuple[ServiceRuntime, FastAPI]:
                               app.state.log_watch.start, batch_runner.start, evaluation_runner.start]
     runtime.shutdown_hooks += [evaluation_runner.stop, batch_runner.stop, sweeper.stop, retention.stop,
                                app.state.log_watch.stop]
-    app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks, runtime.reported_checks))
+    app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks, runtime.reported_checks, about=runtime.about))
     return runtime, app
 
 

@@ -37,7 +37,7 @@ def build(settings: LedgerSettings) -> tuple[ServiceRuntime, FastAPI]:
     if ledger.payments and settings.stripe_api_key:
         ledger.payments.serve_in_background()
     app = http_app(ledger, runtime.lifespan)
-    app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks, runtime.reported_checks))
+    app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks, runtime.reported_checks, about=runtime.about))
     return runtime, app
 
 

@@ -10,12 +10,14 @@ from cloudevents.core.v1.event import CloudEvent
 
 from services.common.bus.envelope import CONTENT_TYPE, Envelope, envelop, from_kafka, new_event_id, to_kafka
 from services.common.bus.outbox import outbox_row
+from services.common.bus.writing import EventWriter
 from services.common.contracts import CreditsGranted, JobCanceled
+from services.common.releases import RELEASE
 
 
 def sdk_binding(envelope: Envelope):
     attributes = {"id": envelope.id, "type": envelope.type, "source": envelope.source, "time": envelope.time,
-                  "datacontenttype": CONTENT_TYPE, "traceparent": envelope.traceparent}
+                  "datacontenttype": CONTENT_TYPE, "traceparent": envelope.traceparent, "producerversion": RELEASE}
     if envelope.subject:
         attributes["subject"] = envelope.subject
     if envelope.tenant_id:
@@ -45,7 +47,7 @@ def test_the_binding_equals_the_sdks_and_reads_back(event, moment):
 @pytest.mark.parametrize("event", [JOB_EVENT, ACCOUNT_EVENT])
 def test_an_outbox_row_holds_the_record_the_sdk_would_write(event):
     envelope = envelop(event, "/genline/test")
-    _, event_type, topic, key, headers, body = outbox_row(envelope, "genline").values
+    _, event_type, topic, key, headers, body = outbox_row(envelope, EventWriter(namespace="genline")).values
     sdk = sdk_binding(envelope)
     assert {name: value.encode() for name, value in json.loads(headers).items()} == sdk.headers
     assert (key, body, event_type, topic) == (envelope.key, sdk.value, envelope.type, event.topic("genline"))

@@ -50,11 +50,12 @@ def name_of(path: Path) -> str:
     return str(path.relative_to(EXAMPLES))
 
 
-def steady_registry() -> dict:
-    """The shipped provider registry with every planted defect and failure taken out: its local
-    providers paint what is asked and answer every call, so what an example shows does not rest
-    on a draw (an example that shows a failure makes it happen on purpose)."""
-    registry = yaml.safe_load(SHIPPED_REGISTRY.read_text())
+def steady_registry(shipped: Path = SHIPPED_REGISTRY) -> dict:
+    """The shipped provider registry (this checkout's, or an older release's) with every planted
+    defect and failure taken out: its local providers paint what is asked and answer every call,
+    so what an example shows does not rest on a draw (an example that shows a failure makes it
+    happen on purpose)."""
+    registry = yaml.safe_load(shipped.read_text())
     for provider in registry["providers"].values():
         local = provider.get("local")
         if local is not None:

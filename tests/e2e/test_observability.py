@@ -1,5 +1,6 @@
 """What operators see of one job: one trace id in the logs of all five services, and the
-metrics every service exports (and that the dashboard and the alert rules query)."""
+metrics every service exports (and that the dashboard and the alert rules query); and which
+release each service runs and writes its events for, in its /healthz and its metrics."""
 
 import json
 import re
@@ -13,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from genline_stack.fleet import SERVICES
 from services.common.contracts import topic_of
+from services.common.releases import RELEASE
 from tests.e2e.conftest import make_tenant
 from tests.metrics import metric_value
 
@@ -66,6 +68,14 @@ def test_a_malformed_request_id_is_replaced_not_echoed(platform):
     response = httpx.get(f"{platform.ingest_url}/healthz", headers={"X-Request-ID": "bad id\twith spaces"})
     assert response.status_code == 200
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+
+
+def test_every_service_says_its_release_and_the_release_it_writes_its_events_for(platform):
+    for service in SERVICES:
+        health = httpx.get(f"{platform.url(service)}/healthz").json()
+        assert health == {"status": "ok", "service": service, "version": RELEASE, "events_compatible_with": RELEASE}
+        assert metric_value(platform.url(service), "genline_build_info", service=service, version=RELEASE,
+                            events_compatible_with=RELEASE) == 1
 
 
 def test_a_job_shows_on_every_service_metrics(traced_job, platform):

@@ -23,10 +23,13 @@ inbox's claim or an outbox row is handed to it (`InboxClaim.first`, `staged_even
     kafka_security.py the broker's TLS and SASL settings, for every client
     wake.py           consumers fetch when a relay announces a topic (embedded broker)
     replay.py         reading a service's history from its journal or its topic
+    writing.py        events written as the oldest release still reading them reads them
 
 The tables it keeps (outbox, inbox, journal floor) are created by common's migrations.
 
 Its modules besides those named above:
+    held.py            events of a type this release does not know, kept until a release that
+                       knows it applies them
     journal_tables.py  the journal's own tables, and the statements that read and write them
     positions.py       where a consumer stands on its partitions
     read_ahead.py      a consumer's fair turns across tenants (opt-in, `consumer_fair_turns`)
@@ -114,6 +117,8 @@ if TYPE_CHECKING:
     from services.common.bus.replay import (
         until_settled as until_settled,
     )
+    from services.common.bus.writing import EventWriter as EventWriter
+    from services.common.bus.writing import UnwritableEvent as UnwritableEvent
 
 MODULE_OF = {
     "EventConsumer": "consumer", "Consumption": "consumption", "Unbranched": "consumption",
@@ -127,6 +132,7 @@ MODULE_OF = {
     "Differences": "replay", "HistoryRecord": "replay", "decoded_envelopes": "replay", "journal_horizon": "replay", "kafka_options": "replay", "journal_schema": "replay", "read_history": "replay",
     "read_journal": "replay", "read_topic_to_end": "replay", "report": "replay", "topic_sizes": "replay",
     "until_settled": "replay",
+    "EventWriter": "writing", "UnwritableEvent": "writing",
 }
 __all__ = sorted(MODULE_OF)
 

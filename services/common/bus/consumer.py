@@ -23,7 +23,8 @@ from opentelemetry.trace import SpanKind
 
 from services.common import telemetry, tracing
 from services.common.bus.consumption import Consumption, Unbranched
-from services.common.bus.envelope import Envelope, MalformedEnvelope, from_kafka, type_and_floor
+from services.common.bus.envelope import Envelope, MalformedEnvelope, UnknownType, from_kafka, type_and_floor
+from services.common.bus.held import HeldEvents
 from services.common.bus.inbox import (
     SKIP_CHECK_BATCH,
     BatchHandler,
@@ -43,9 +44,10 @@ from services.common.bus.outbox import OutboxRelay
 from services.common.bus.positions import EndWatch, OffsetCommits, rewind, take_as_they_come
 from services.common.bus.read_ahead import Applier, ReadAhead, ReadAheadLimits
 from services.common.bus.wake import FetchWaker, Waking
+from services.common.bus.writing import EventWriter
 from services.common.contracts import Event, consumer_group, dead_letter_topic, event_class, topic_of
 from services.common.db import database_away, until_database_answers
-from services.common.supervision import Backoff
+from services.common.supervision import Backoff, every, stop_tasks, supervise
 
 E = TypeVar("E", bound=Event)
 # A handler of one event type, as `on` registers it.
@@ -73,6 +75,7 @@ class EventConsumer:
 
     def __init__(self, schema: ServiceSchema, relay: OutboxRelay) -> None:
         self.service, self.pool, self.relay, self.settings = schema.name, schema.pool, relay, schema.settings
+        self.writer = EventWriter.of(self.settings)
         self.handlers: dict[type[Event], Handler] = {}
         self.preparers: dict[type[Event], Prepare] = {}
         self.claiming: set[type[Event]] = set()
@@ -86,6 +89,8 @@ class EventConsumer:
         self.waker: FetchWaker | None = None
         self.read_ahead: ReadAhead | None = None
         self.inbox_floors = InboxFloors(self.service, self.pool)
+        self.held = HeldEvents(self.service, self.pool)
+        self._releasing: asyncio.Task[None] | None = None
         self.consumption = Consumption(service=self.service, handled=(), passed_over=(), publishers=())
 
     def on(self, event_type: type[E], prepare: "Prepare | None" = None,
@@ -167,6 +172,24 @@ class EventConsumer:
                                     waking=Waking(namespace=s.topic_namespace, idle_fetch_s=s.bus_idle_fetch_interval_s, service=self.service))
             self.waker.start(self.subscriber.consumer)
 
+    def start_applying_held(self) -> None:
+        """Apply the held events whose types this release knows, now and every little while
+        (held.py): those a replica of an earlier release held during a rolling update."""
+        every_s = self.settings.bus_check_interval_s
+        self._releasing = supervise(f"{self.service}-held", partial(every, every_s, self.apply_held,
+                                                                     what=f"{self.service}-held"))
+
+    async def stop_applying_held(self) -> None:
+        await stop_tasks(self._releasing)
+        self._releasing = None
+
+    async def apply_held(self) -> int:
+        return await self.held.apply_known(self._apply_held)
+
+    async def _apply_held(self, envelope: Envelope) -> None:
+        if self.handles(envelope):  # else it is one this service passes over
+            await self.apply(envelope)
+
     def _fetch_again(self) -> None:
         """The read-ahead has room again: fetch as after a relay's word (wake.py), if it listens."""
         if self.waker is not None:
@@ -226,6 +249,9 @@ class EventConsumer:
                 continue
             try:
                 envelope = from_kafka(record, record.topic)
+            except UnknownType as unknown:  # a later release's: kept until a release that knows it looks
+                await self.held.hold(record, record.topic, unknown)
+                continue
             except MalformedEnvelope as exc:
                 await self._dead_letter(record, exc, attempts=1)
                 continue
@@ -315,7 +341,7 @@ class EventConsumer:
         claim = InboxClaim(envelopes)
         async with self.pool.connection() as conn:
             async with conn.transaction():
-                publish = Publish(conn, f"/genline/{self.service}", namespace=self.settings.topic_namespace)
+                publish = Publish(conn, f"/genline/{self.service}", writer=self.writer)
                 if self.batch_handler is None:
                     await claim.alone(conn)
                 else:  # its first statement claims the batch, and it applies what is fresh
@@ -400,7 +426,7 @@ class EventConsumer:
                 async with conn.transaction():
                     if claim is None and not await record_applied(conn, envelope):
                         raise AppliedBefore
-                    ctx = HandlerContext(conn=conn, envelope=envelope, source=f"/genline/{self.service}", namespace=self.settings.topic_namespace,
+                    ctx = HandlerContext(conn=conn, envelope=envelope, source=f"/genline/{self.service}", writer=self.writer,
                                          prepared=prepared, claim=claim)
                     with telemetry.timed_stage(self.service, f"apply:{envelope.type}"):
                         await handler(ctx, envelope.event)

@@ -6,6 +6,9 @@ JSON payload and the record key is the job id. The extensions `planpriority` and
 `jobpriority` carry the job's turn (its tenant's plan's priority, its own priority among the
 tenant's jobs), taken from the JobSpec an event carries, else from the event that caused it,
 so that a consumer taking events in fair turns (read_ahead.py) knows them without the job.
+The extension `producerversion` names the release of the service that wrote the event (none
+on events of releases before 0.2.0), so a reader, a dead letter and a replay say which
+release each event came from during a rolling update.
 """
 
 import os
@@ -17,7 +20,8 @@ from typing import Protocol
 
 from cloudevents.core.bindings.kafka import KafkaMessage, from_binary_event
 
-from services.common.contracts import JOB_PRIORITIES, Event, JobEvent, JobSpec, parse_event
+from services.common.contracts import JOB_PRIORITIES, Event, JobEvent, JobSpec, UnknownEventType, parse_event
+from services.common.releases import RELEASE
 from services.common.tracing import current_traceparent, trace_id_of
 
 CONTENT_TYPE = "application/json"
@@ -47,6 +51,9 @@ class Envelope:
     # The job's turn (see the module's docstring); the defaults where no event said.
     plan_priority: int = 0
     job_priority: str = JOB_PRIORITIES[0]
+    # The release that wrote it: this one for an envelope made here; as its header said (None
+    # before releases said) for one received.
+    producer_version: str | None = field(default=RELEASE, compare=False)
 
     @property
     def type(self) -> str:
@@ -119,6 +126,7 @@ def ce_headers(envelope: Envelope) -> dict[str, str]:
         "ce_time": rfc3339(envelope.time),
         "content-type": CONTENT_TYPE,
         "ce_traceparent": envelope.traceparent,
+        "ce_producerversion": RELEASE,
     }
     if envelope.subject:
         headers["ce_subject"] = envelope.subject
@@ -144,6 +152,15 @@ def rfc3339(moment: datetime) -> str:
 
 class MalformedEnvelope(ValueError):
     pass
+
+
+class UnknownType(MalformedEnvelope):
+    """A well-formed event of a type this release does not know (a later release wrote it):
+    kept, not dead-lettered (held.py)."""
+
+    def __init__(self, message: str, *, event_id: str, event_type: str, producer_version: str | None) -> None:
+        super().__init__(message)
+        self.event_id, self.event_type, self.producer_version = event_id, event_type, producer_version
 
 
 class KafkaRecord(Protocol):
@@ -175,6 +192,9 @@ def from_kafka(record: KafkaRecord, topic: str | None = None) -> Envelope:
         if not isinstance(data, dict):
             raise TypeError(f"the data is {type(data).__name__}, not a JSON object")
         event = parse_event(attributes["type"], data)
+    except UnknownEventType as exc:  # raised by parse_event alone, once the attributes are read
+        raise UnknownType(f"cannot decode event: {exc}", event_id=attributes["id"], event_type=attributes["type"],
+                          producer_version=_text(attributes.get("producerversion"))) from exc
     except Exception as exc:  # any undecodable record is a poison message, not a crash
         raise MalformedEnvelope(f"cannot decode event: {exc}") from exc
     return Envelope(
@@ -190,6 +210,7 @@ def from_kafka(record: KafkaRecord, topic: str | None = None) -> Envelope:
         floor=_moment(headers.get(FLOOR)),
         plan_priority=_priority(attributes.get("planpriority")),
         job_priority=_job_priority(attributes.get("jobpriority")),
+        producer_version=_text(attributes.get("producerversion")),
     )
 
 
@@ -200,6 +221,10 @@ def _priority(value: object) -> int:
         return max(0, int(str(value))) if value is not None else 0
     except ValueError:
         return 0
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _job_priority(value: object) -> str:

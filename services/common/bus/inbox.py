@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from services.common.bus.envelope import Envelope, envelop
 from services.common.bus.outbox import OutboxRow, add_many_to_outbox, add_to_outbox, outbox_row, outbox_statement
+from services.common.bus.writing import EventWriter
 from services.common.contracts import Event
 from services.common.db import Conn, Statement
 
@@ -30,7 +31,7 @@ class HandlerContext:
     conn: Conn
     envelope: Envelope
     source: str
-    namespace: str
+    writer: EventWriter
     prepared: Any = None  # what the event type's `prepare` returned, before the transaction
     # For a handler registered with `claims=True`: the event's claim on the inbox, which the
     # handler's first statement makes (InboxClaim); the transaction of a duplicate rolls back.
@@ -54,17 +55,17 @@ class HandlerContext:
 
     async def emit(self, event: Event) -> Envelope:
         envelope = self._emitted(event)
-        await add_to_outbox(self.conn, envelope, namespace=self.namespace)
+        await add_to_outbox(self.conn, envelope, writer=self.writer)
         return envelope
 
     def announcing(self, event: Event) -> OutboxRow:
         """`emit`'s outbox row, for a statement of the handler's to add where its own rows say
         so (staged_event(row, from_rows=…), a CTE of it)."""
-        return outbox_row(self._emitted(event), self.namespace)
+        return outbox_row(self._emitted(event), self.writer)
 
     def emitting(self, event: Event) -> Statement | None:
         """`emit`, as a statement the handler sends with its own last write (db.together)."""
-        return outbox_statement([self._emitted(event)], self.namespace)
+        return outbox_statement([self._emitted(event)], self.writer)
 
 
 Handler = Callable[[HandlerContext, Event], Awaitable[None]]
@@ -77,8 +78,8 @@ class Publish:
     statement the handler sends with its own last writes (`publish.statement(caused)`, run
     with `db.together`): one statement fewer."""
 
-    def __init__(self, conn: Conn, source: str, *, namespace: str) -> None:
-        self.conn, self.source, self.namespace = conn, source, namespace
+    def __init__(self, conn: Conn, source: str, *, writer: EventWriter) -> None:
+        self.conn, self.source, self.writer = conn, source, writer
         self.outgoing: list[Envelope] = []
 
     def _envelopes(self, caused: list[tuple[Event, Envelope]]) -> list[Envelope]:
@@ -87,10 +88,10 @@ class Publish:
         return batch
 
     def statement(self, caused: list[tuple[Event, Envelope]]) -> Statement | None:
-        return outbox_statement(self._envelopes(caused), self.namespace)
+        return outbox_statement(self._envelopes(caused), self.writer)
 
     async def __call__(self, caused: list[tuple[Event, Envelope]]) -> None:
-        await add_many_to_outbox(self.conn, self._envelopes(caused), namespace=self.namespace)
+        await add_many_to_outbox(self.conn, self._envelopes(caused), writer=self.writer)
 
 
 # A batch handler gets the open transaction, the batch's claim on the inbox (InboxClaim),

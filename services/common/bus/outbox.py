@@ -28,6 +28,7 @@ from services.common.bus.journal import (
 from services.common.bus.journal_tables import ServiceSchema
 from services.common.bus.kafka_security import client_options, compression
 from services.common.bus.wake import END_SEPARATOR, PARTITION_SEPARATOR, TOPIC_SEPARATOR, bus_channel
+from services.common.bus.writing import EventWriter
 from services.common.db import Channel, Conn, Statement, insert_many, inserted, listen
 from services.common.supervision import failed, goodbye, stop_tasks, supervise
 
@@ -58,16 +59,18 @@ class OutboxRow:
         return astuple(self)
 
 
-def outbox_row(envelope: Envelope, namespace: str) -> OutboxRow:
+def outbox_row(envelope: Envelope, writer: EventWriter) -> OutboxRow:
     """The record as the relay will publish it (tests/common/test_envelope.py holds it equal to
     `to_kafka`): its headers as JSON text (pydantic's compiled encoder, a fifth of the
-    standard library's time on every event), its body the event's JSON."""
-    return OutboxRow(event_id=envelope.id, event_type=envelope.type, topic=envelope.event.topic(namespace), record_key=envelope.key,
-                     headers=to_json(ce_headers(envelope)).decode(), body=envelope.event.model_dump_json().encode())
+    standard library's time on every event), its body the event's JSON as the writer's
+    readers read it (writing.py)."""
+    return OutboxRow(event_id=envelope.id, event_type=envelope.type, topic=envelope.event.topic(writer.namespace),
+                     record_key=envelope.key, headers=to_json(ce_headers(envelope)).decode(),
+                     body=writer.body(envelope.event))
 
 
-async def add_to_outbox(conn: Conn, envelope: Envelope, *, namespace: str) -> None:
-    await conn.execute(OUTBOX_INSERT, outbox_row(envelope, namespace).values)
+async def add_to_outbox(conn: Conn, envelope: Envelope, *, writer: EventWriter) -> None:
+    await conn.execute(OUTBOX_INSERT, outbox_row(envelope, writer).values)
 
 
 def staged_event(row: OutboxRow, from_rows: str | None = None) -> Statement:
@@ -83,13 +86,13 @@ OUTBOX_COLUMNS = {"event_id": "uuid", "event_type": "text", "topic": "text", "re
                   "headers": "jsonb", "body": "bytea"}
 
 
-async def add_many_to_outbox(conn: Conn, envelopes: list[Envelope], *, namespace: str) -> None:
-    await insert_many(conn, "outbox", columns=OUTBOX_COLUMNS, rows=[outbox_row(e, namespace).values for e in envelopes])
+async def add_many_to_outbox(conn: Conn, envelopes: list[Envelope], *, writer: EventWriter) -> None:
+    await insert_many(conn, "outbox", columns=OUTBOX_COLUMNS, rows=[outbox_row(e, writer).values for e in envelopes])
 
 
-def outbox_statement(envelopes: list[Envelope], namespace: str) -> Statement | None:
+def outbox_statement(envelopes: list[Envelope], writer: EventWriter) -> Statement | None:
     """The insert of `envelopes`, to send with other writes (db.together); None for none."""
-    return inserted("outbox", OUTBOX_COLUMNS, rows=[outbox_row(e, namespace).values for e in envelopes])
+    return inserted("outbox", OUTBOX_COLUMNS, rows=[outbox_row(e, writer).values for e in envelopes])
 
 
 # Where a prompt sits in the events that carry one: a JobSpec (`job`), a job view (`view`).

@@ -21,6 +21,7 @@ from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from services.common import telemetry
 from services.common.api import RequestModel, StorableText
+from services.common.bus import EventWriter
 from services.common.contracts import (
     WEBHOOK_EVENTS,
     ImageFormat,
@@ -33,6 +34,7 @@ from services.common.contracts import (
 )
 from services.common.problems import Problem
 from services.common.quality.profiles import Profile, QualityRules, with_subject_checks
+from services.common.releases import RELEASE
 from services.common.runtime import ServiceRuntime
 from services.common.sealing import JobField, seal
 from services.common.storage import ObjectStore, StorageError
@@ -202,6 +204,26 @@ def job_spec(body: JobRequest, *, tenant_id: str, job_key: data_keys.JobKey, pro
                    output_format=body.output_format)
 
 
+# While the platform writes its events for the previous release (a rolling update), a job
+# asking for what that release cannot carry waits: an answer to try again later, not a job
+# whose option is lost on the way (services/common/bus/writing.py).
+UPGRADE_RETRY_AFTER_S = 60
+
+
+def check_carried(spec: JobSpec, writer: EventWriter) -> None:
+    """Refuse (503, `upgrade-in-progress`) a job whose request sets a member the release its
+    events are written for cannot carry (`output_format` while 0.1.0's services still run)."""
+    withheld = writer.withheld(JobSubmitted(job_id=spec.job_id, tenant_id=spec.tenant_id, job=spec))
+    if not withheld:
+        return
+    options = sorted({path.rsplit(".", 1)[-1] for path in withheld})
+    raise Problem(status=503, slug="upgrade-in-progress",
+                  detail=f"{', '.join(options)}: not honoured until the platform's upgrade to {RELEASE} is done (its"
+                         f" services still write their events for release {writer.readers}, which cannot carry"
+                         " it); try again later, or without it",
+                  headers={"Retry-After": str(UPGRADE_RETRY_AFTER_S)}, extra={"options": options})
+
+
 @dataclass(frozen=True, kw_only=True)
 class JobAdmission:
     """What checks and records a job: the service's runtime and settings, the object store its
@@ -237,6 +259,7 @@ class JobAdmission:
         job_key = await data_keys.job_key(keyring_of(settings))  # before the transaction: see data_keys.job_key
         spec = job_spec(body, tenant_id=tenant_id, job_key=job_key, profile=profile, reference_key=reference_key,
                         submitter=submitter, subject=subject, settings=settings)
+        check_carried(spec, self.runtime.writer)
         fingerprint = request_rules.request_fingerprint(body.model_dump(mode="json"))
         binding = None if idempotency_key is None else store.KeyBinding(
             tenant_id=tenant_id, key=idempotency_key, request_hash=fingerprint, job_id=job_key.job_id,

@@ -51,7 +51,7 @@ keys_router = APIRouter(prefix="/v1/idempotency-keys", tags=["jobs"])
 # What OpenAI's clients read from an images call besides the body: the job's id, always.
 JOB_HEADER = {"headers": {JOB_ID_HEADER: {"description": "the job behind the call (GET /v1/jobs/{id})",
                                           "schema": {"type": "string", "format": "uuid"}}}}
-RESPONSES = problems.responses(400, 401, 403, 404, 409, 422, 429, 500) | {
+RESPONSES = problems.responses(400, 401, 403, 404, 409, 422, 429, 500, 503) | {
     504: {"description": "the job is still running when the call's wait is over; the body and Genline-Job-Id"
                          " name it"}, 200: JOB_HEADER}
 IdempotencyKey = Annotated[str | None, Header(max_length=255, description="a retry with the same key (the"
