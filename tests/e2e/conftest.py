@@ -32,14 +32,14 @@ PAYMENT_WEBHOOK_SECRET = "whsec_e2e_5d1f0a2c"
 
 # Package scope: the fleet stops when the last e2e test is done, so its idle consumers do
 # not take CPU from the suites that run after this package.
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def stripe() -> Iterator[StripeSimulator]:
     """The platform's payment processor: a simulator of Stripe's API on loopback."""
     with simulator_in_thread(PAYMENT_WEBHOOK_SECRET) as simulator:
         yield simulator
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def mailbox() -> Iterator[Mailbox]:
     """The platform's SMTP server: a real one on loopback that keeps what it is handed."""
     with smtp_server() as box:
@@ -66,7 +66,11 @@ def platform_env(stripe: StripeSimulator, mailbox: Mailbox) -> dict[str, str]:
             "GENLINE_MEMBER_LINK_KEY": "e2e-member-link-key-3f9a1c7d2b"}
 
 
-@pytest.fixture(scope="package")
+# One platform a worker, for the whole session: a worker moves between packages, and a platform
+# stopped and started again each time cost its start, and could meet its own consumer groups
+# still rebalancing (the embedded broker keeps a member stopped in the middle of a rebalance, and
+# the next one to join waited for it past the 120 s a service has to be ready).
+@pytest.fixture(scope="session")
 def platform(endpoints, tmp_path_factory, stripe, mailbox) -> Iterator[ServiceFleet]:
     fleet = ServiceFleet(endpoints=endpoints, log_dir=tmp_path_factory.mktemp("service-logs"),
                          extra_env=platform_env(stripe, mailbox))

@@ -4,6 +4,7 @@ another service is 401 / UNAUTHENTICATED; a proven service with no business ther
 PERMISSION_DENIED; the service that has business there is answered. Health checks and
 probes answer anyone (the kubelet carries no token)."""
 
+import asyncio
 import json
 import time
 import uuid
@@ -13,6 +14,8 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from genline_stack.embedded import create_topics
+from services.common.contracts import all_topics
 from services.common.identity import INTERNAL_SERVICES, MAY_CALL, ServiceSigner, new_service_key
 from services.ledger.grpc import pb as ledger_pb
 from services.ledger.grpc import rpc as ledger_rpc
@@ -173,7 +176,13 @@ def test_with_an_ops_port_probes_and_metrics_answer_there_only_and_nothing_else_
     ops = free_port()
     platform.ports["scorer#ops"] = ops  # where the fleet looks for its readiness
     replica = f"scorer#{len(platform.processes) + 1}"
-    platform.ports[replica], platform.service_env[replica] = free_port(), {"GENLINE_OPS_PORT": str(ops)}
+    # On topics and a schema of its own: as one more member of the platform's scorers it would
+    # rebalance their group for nothing this test looks at.
+    namespace = f"ops{uuid.uuid4().hex[:6]}"
+    asyncio.run(create_topics(endpoints.kafka_bootstrap, all_topics(namespace)))
+    platform.ports[replica] = free_port()
+    platform.service_env[replica] = {"GENLINE_OPS_PORT": str(ops), "GENLINE_TOPIC_NAMESPACE": namespace,
+                                     "GENLINE_SCHEMA_NAME": f"{namespace}_scorer"}
     platform.start(replica)
     try:
         ops_url, api_url = f"http://127.0.0.1:{ops}", platform.url(replica)

@@ -38,9 +38,11 @@ class ShiftedClock:
 
 def engine_over(client, primary: Stub, fallback: Stub, clock=None, *, primary_entry=None, fallback_entry=None,
                 policy: RoutingPolicy | None = None) -> RoutingEngine:
+    # The fallback's timeout is one its healthy calls never reach, even on a loaded machine: at
+    # 2 s, a fallback call in a full-suite run (load 20 on two cores) timed out.
     registry = parse_registry({"providers": {
         "primary": stub_provider(primary, **({"price": 10_000, "overall_s": 0.5} | (primary_entry or {}))),
-        "fallback": stub_provider(fallback, **({"price": 30_000, "overall_s": 2.0} | (fallback_entry or {}))),
+        "fallback": stub_provider(fallback, **({"price": 30_000, "overall_s": 10.0} | (fallback_entry or {}))),
     }})
     providers = build_providers(registry, {"STUB_KEY": STUB_SECRET}, context=ProviderContext(client=client, clock=clock))
     return RoutingEngine(registry, providers, clock=clock or LoopClock(),
