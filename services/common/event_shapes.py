@@ -75,28 +75,28 @@ class Narrowing:
     whole: frozenset[str] = frozenset()
     left_out: list[str] = field(default_factory=list)  # the paths of what was left out
 
-    def value(self, value: Any, schema: Schema, path: str) -> Any:
+    def value(self, value: Any, schema: Schema, *, path: str) -> Any:
         if schema.get("$ref", "").rsplit("/", 1)[-1] in self.whole:
             return value
         schema = resolved(schema, self.defs)
         if "anyOf" in schema:
             branch = next((b for b in schema["anyOf"] if fits(value, resolved(b, self.defs))), None)
-            return value if branch is None else self.value(value, branch, path)
+            return value if branch is None else self.value(value, branch, path=path)
         if isinstance(value, dict):
-            return self.members(value, schema, path)
+            return self.members(value, schema, path=path)
         if isinstance(value, list):
-            return [self.value(item, item_schema(schema, i), f"{path}[]") for i, item in enumerate(value)]
+            return [self.value(item, item_schema(schema, i), path=f"{path}[]") for i, item in enumerate(value)]
         return value
 
-    def members(self, value: dict[str, Any], schema: Schema, path: str) -> dict[str, Any]:
+    def members(self, value: dict[str, Any], schema: Schema, *, path: str) -> dict[str, Any]:
         properties, extra = schema.get("properties", {}), schema.get("additionalProperties", True)
         kept = {}
         for name, member in value.items():
             where = f"{path}.{name}" if path else name
             if name in properties:
-                kept[name] = self.value(member, properties[name], where)
+                kept[name] = self.value(member, properties[name], path=where)
             elif isinstance(extra, dict):
-                kept[name] = self.value(member, extra, where)
+                kept[name] = self.value(member, extra, path=where)
             elif extra is False:
                 self.left_out.append(where)
             else:
@@ -133,35 +133,35 @@ def fits(value: Any, schema: Schema) -> bool:
     return JSON_TYPES.get(type(value)) in kinds
 
 
-def project(payload: dict[str, Any], event_type: str, shapes: Shapes,
-            *, whole: frozenset[str] = frozenset()) -> tuple[dict[str, Any], list[str]]:
+def project(payload: dict[str, Any], event_type: str, *, shapes: Shapes,
+            whole: frozenset[str] = frozenset()) -> tuple[dict[str, Any], list[str]]:
     """The payload as the release of `shapes` reads it: without the fields it does not know
     (which a reader whose models forbid extra fields would refuse), and the paths left out.
     The values of the `whole` models are kept unwalked (the readers know all they may hold)."""
     narrowing = Narrowing(defs=shapes["$defs"], whole=whole)
-    projected = narrowing.members(payload, shapes["$defs"][shapes["events"][event_type]], "")
+    projected = narrowing.members(payload, shapes["$defs"][shapes["events"][event_type]], path="")
     return projected, narrowing.left_out
 
 
 # ---- what changed between two releases ---------------------------------------------------
 
 
-def paths(schema: Schema, defs: Mapping[str, Schema], prefix: str = "", seen: tuple[str, ...] = ()) -> Iterator[str]:
+def paths(schema: Schema, defs: Mapping[str, Schema], *, prefix: str = "", seen: tuple[str, ...] = ()) -> Iterator[str]:
     """Every member path a payload of `schema` may hold (`job.styles[].name`)."""
     name = schema.get("$ref", "").rsplit("/", 1)[-1]
     if name in seen:
         return
     schema, seen = resolved(schema, defs), (*seen, name) if name else seen
     for branch in schema.get("anyOf", []):
-        yield from paths(branch, defs, prefix, seen)
+        yield from paths(branch, defs, prefix=prefix, seen=seen)
     for member, member_schema in schema.get("properties", {}).items():
         where = f"{prefix}.{member}" if prefix else member
         yield where
-        yield from paths(member_schema, defs, where, seen)
+        yield from paths(member_schema, defs, prefix=where, seen=seen)
     if isinstance(schema.get("items"), dict):
-        yield from paths(schema["items"], defs, f"{prefix}[]", seen)
+        yield from paths(schema["items"], defs, prefix=f"{prefix}[]", seen=seen)
     if isinstance(schema.get("additionalProperties"), dict):
-        yield from paths(schema["additionalProperties"], defs, f"{prefix}{{}}", seen)
+        yield from paths(schema["additionalProperties"], defs, prefix=f"{prefix}{{}}", seen=seen)
 
 
 def event_paths(shapes: Shapes, event_type: str) -> frozenset[str]:
@@ -194,11 +194,11 @@ def changes(old: Shapes, new: Shapes) -> list[str]:
     lines += [f"model {m} added" for m in sorted(new_defs.keys() - old_defs.keys())]
     lines += [f"model {m} dropped" for m in sorted(old_defs.keys() - new_defs.keys())]
     for model in sorted(new_defs.keys() & old_defs.keys()):
-        lines += field_changes(model, old_defs[model].get("properties", {}), new_defs[model].get("properties", {}))
+        lines += field_changes(model, old=old_defs[model].get("properties", {}), new=new_defs[model].get("properties", {}))
     return lines
 
 
-def field_changes(model: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+def field_changes(model: str, *, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     lines = [f"{model}.{name} added" for name in new if name not in old]
     lines += [f"{model}.{name} dropped" for name in old if name not in new]
     lines += [f"{model}.{name} changed" for name in new if name in old and new[name] != old[name]]

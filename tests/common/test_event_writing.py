@@ -98,7 +98,7 @@ def test_a_member_the_previous_release_does_not_know_is_left_out_at_any_depth_an
     reserved = CreditsReserved(job_id=job.job_id, tenant_id=job.tenant_id, job=job, transfer_id=uuid.uuid4(),
                                amount=20, unit_price=10)
     payload = reserved.model_dump(mode="json")
-    projected, left_out = project(payload, reserved.event_type, record_of(PREVIOUS.version)["events"])
+    projected, left_out = project(payload, reserved.event_type, shapes=record_of(PREVIOUS.version)["events"])
     assert left_out == ["job.output_format"]
     assert "output_format" not in projected["job"] and projected["job"]["prompt"] == payload["job"]["prompt"]
     assert {k: v for k, v in projected.items() if k != "job"} == {k: v for k, v in payload.items() if k != "job"}

@@ -26,7 +26,7 @@ from services.ingest.subjects.views import waived_checks
 RNG = np.random.default_rng(7)
 ADA, GRACE = RNG.normal(0, 0.08, 128), RNG.normal(0, 0.08, 128)
 GOOD = {"faces": 1.0, "face_size": 0.1, "sharpness": 300.0, "exposure": 0.4}
-PERSON = JudgedAgainst("person", load_catalogue().subject_checks("person"))
+PERSON = JudgedAgainst(kind="person", checks=load_catalogue().subject_checks("person"))
 
 
 def fingerprint(i: int) -> str:
@@ -60,14 +60,14 @@ def test_another_person_is_refused_with_its_distance_wherever_it_stands(odd):
 
 def test_a_new_photo_is_held_to_the_person_the_subject_already_has():
     kept = [Kept(n=i + 1, sha256=f"k{i}", fingerprint=fingerprint(i + 20), embedding=tuple(ADA)) for i in range(4)]
-    verdicts = judged(JudgedAgainst("person", PERSON.checks, kept), [photo(30, GRACE), photo(31, GRACE), photo(32, ADA)])
+    verdicts = judged(JudgedAgainst(kind="person", checks=PERSON.checks, kept=kept), [photo(30, GRACE), photo(31, GRACE), photo(32, ADA)])
     assert [v.accepted for v in verdicts] == [False, False, True]
     assert [v.n for v in verdicts] == [5, 6, 7]
 
 
 def test_new_photos_are_numbered_after_a_refused_one_that_came_last():
     kept = [Kept(n=i + 1, sha256=f"k{i}", fingerprint=fingerprint(i + 20), embedding=tuple(ADA)) for i in range(4)]
-    verdicts = judged(JudgedAgainst("person", PERSON.checks, kept, last_n=5), [photo(40), photo(41, GRACE)])
+    verdicts = judged(JudgedAgainst(kind="person", checks=PERSON.checks, kept=kept, last_n=5), [photo(40), photo(41, GRACE)])
     assert [(v.n, v.accepted) for v in verdicts] == [(6, True), (7, False)]
 
 
@@ -100,7 +100,7 @@ def test_a_small_photo_and_a_file_screening_refused_are_refused():
 
 
 def test_a_product_must_be_found_and_separated_from_its_background():
-    product = JudgedAgainst("product", load_catalogue().subject_checks("product"))
+    product = JudgedAgainst(kind="product", checks=load_catalogue().subject_checks("product"))
 
     def shot(i, share, contrast):
         return Offered(sha256=f"p{i}", source=f"photos[{i}]", measured=PhotoMeasures(values={"sharpness": 200.0, "exposure": 0.5}, width=600,
@@ -116,7 +116,7 @@ def test_a_product_must_be_found_and_separated_from_its_background():
 def test_a_subject_takes_at_most_thirty_photos():
     kept = [Kept(n=i + 1, sha256=f"k{i}", fingerprint=fingerprint(i + 40), embedding=tuple(ADA))
             for i in range(MAX_PHOTOS - 1)]
-    verdicts = judged(JudgedAgainst("person", PERSON.checks, kept), [photo(0), photo(1)])
+    verdicts = judged(JudgedAgainst(kind="person", checks=PERSON.checks, kept=kept), [photo(0), photo(1)])
     assert verdicts[0].accepted and verdicts[1].reasons == ["the subject has 30 photos, the most it takes"]
 
 

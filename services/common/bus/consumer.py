@@ -250,7 +250,7 @@ class EventConsumer:
             try:
                 envelope = from_kafka(record, record.topic)
             except UnknownType as unknown:  # a later release's: kept until a release that knows it looks
-                await self.held.hold(record, record.topic, unknown)
+                await self.held.hold(record, topic=record.topic, unknown=unknown)
                 continue
             except MalformedEnvelope as exc:
                 await self._dead_letter(record, exc, attempts=1)

@@ -48,7 +48,7 @@ class HeldEvents:
     def __init__(self, service: str, pool: Pool) -> None:
         self.service, self.pool = service, pool
 
-    async def hold(self, record: KafkaRecord, topic: str, unknown: UnknownType) -> None:
+    async def hold(self, record: KafkaRecord, *, topic: str, unknown: UnknownType) -> None:
         headers = {name: value.decode(errors="replace") for name, value in dict(record.headers or ()).items()}
         async with self.pool.connection() as conn:
             await conn.execute(HOLD, [unknown.event_id, unknown.event_type, topic, record.key, json.dumps(headers),

@@ -71,7 +71,7 @@ class EventWriter:
                                   f" consumers, which do not know it (GENLINE_EVENTS_COMPATIBLE_WITH)")
         if event.event_type not in shapes.narrower:
             return event.model_dump_json().encode()
-        projected, _ = project(event.model_dump(mode="json"), event.event_type, shapes.shapes, whole=shapes.whole)
+        projected, _ = project(event.model_dump(mode="json"), event.event_type, shapes=shapes.shapes, whole=shapes.whole)
         return to_json(projected)
 
     def withheld(self, event: Event) -> list[str]:
@@ -81,4 +81,4 @@ class EventWriter:
         if shapes is None or event.event_type not in shapes.narrower:
             return []
         payload: dict[str, Any] = event.model_dump(mode="json", exclude_defaults=True)
-        return project(payload, event.event_type, shapes.shapes, whole=shapes.whole)[1]
+        return project(payload, event.event_type, shapes=shapes.shapes, whole=shapes.whole)[1]

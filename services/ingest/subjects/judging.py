@@ -97,7 +97,7 @@ class PhotoJudgement:
                 "eyes": measured.eyes if measured is not None else None}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class JudgedAgainst:
     """What a batch is judged against: the subject's kind, the checks its photos pass, the
     photos it has accepted, and the number of the last photo it was offered (accepted or not)."""

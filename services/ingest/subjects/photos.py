@@ -103,8 +103,8 @@ class PhotoIntake:
         subject_id = row["id"]
         before = await store.subject_photos(conn, subject_id)
         accepted_before = [p for p in before if p["accepted"]]
-        batch = judging.JudgedAgainst(row["kind"], load_catalogue().subject_checks(row["kind"]),
-                                      [views.kept_photo(key, p) for p in accepted_before],
+        batch = judging.JudgedAgainst(kind=row["kind"], checks=load_catalogue().subject_checks(row["kind"]),
+                                      kept=[views.kept_photo(key, p) for p in accepted_before],
                                       last_n=max((p["n"] for p in before), default=0))
         verdicts = judging.judged(batch, judging_.offered)
         rows = [await self.photo_row(judging_, verdict, image=shot.image) for verdict, shot in zip(verdicts, judging_.screened)]
