@@ -113,8 +113,7 @@ class SubjectOrders:
         spec = attempted.claimed.job.spec
         async with self.runtime.pool.connection() as conn:
             planned = await store.job_plan(conn, spec.job_id)
-            live = await store.live_identity(conn, attempted.key) if planned is None else None
-            failed = await store.failed_trainers(conn, attempted.key) if planned is None else set()
+            live, failed = await store.identities_so_far(conn, attempted.key) if planned is None else (None, set())
         if planned is not None:
             return planned
         ways, tried = self._ways(attempted, live, failed=failed)

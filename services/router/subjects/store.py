@@ -69,14 +69,21 @@ async def live_identity(conn: Conn, key: SubjectKey) -> IdentityRow | None:
     return _identity(row) if row else None
 
 
-async def failed_trainers(conn: Conn, key: SubjectKey) -> set[str]:
-    """The trainers whose training of this subject and photo set failed at the provider (not
-    those its tenant stopped: an order canceled, a subject erased)."""
+# A training its tenant stopped (an order canceled, a subject erased) says nothing of its trainer.
+STOPPED_BY_TENANT = ("canceled", "subject_erased")
+
+
+async def identities_so_far(conn: Conn, key: SubjectKey) -> tuple[IdentityRow | None, set[str]]:
+    """What planning an order of this subject and photo set needs, in one statement: its live
+    identity (training or trained), if any, and the trainers whose training of it failed at
+    the provider."""
     rows = await (await conn.execute(
-        "SELECT DISTINCT provider FROM identities WHERE tenant_id = %s AND subject_id = %s AND photo_set_sha256 = %s"
-        " AND state = 'failed' AND failure_code NOT IN ('canceled', 'subject_erased')",
+        f"SELECT {IDENTITY_COLUMNS} FROM identities WHERE tenant_id = %s AND subject_id = %s"
+        " AND photo_set_sha256 = %s AND state IN ('training', 'trained', 'failed')",
         [key.tenant_id, key.subject_id, key.photo_set_sha256])).fetchall()
-    return {row["provider"] for row in rows}
+    live = next((_identity(row) for row in rows if row["state"] in ("training", "trained")), None)
+    failed = {row["provider"] for row in rows if row["state"] == "failed" and row["failure_code"] not in STOPPED_BY_TENANT}
+    return live, failed
 
 
 async def identity(conn: Conn, identity_id: UUID) -> IdentityRow | None:
