@@ -1,21 +1,26 @@
 """The ingest service: Genline's public HTTP API and the job read model behind it.
 
-Module map: the service's frame at the top, its features in folders.
+Module map: the service's frame at the top, its features in folders. A feature package holds its
+routes, its rules and its SQL; the others still have theirs in routes/ and store/.
 
 __main__.py        `python -m services.ingest`: the service (its commands run through `genline`)
 app.py             the FastAPI app: routers, gRPC and HTTP clients, sweeper, lifespan hooks
+cli.py             ingest's commands in the `genline` tree
+
+The kernel every feature imports, which imports no feature package:
 settings.py        IngestSettings, the service's configuration
+team_settings.py   TeamSettings (SMTP, the link key, session timeouts, identity providers), part of IngestSettings
 deps.py            FastAPI dependencies: runtime, settings, objects, plans, the scoped caller (an API key, or a
                    member's console session with its CSRF token)
-cli.py             ingest's commands in the `genline` tree
+session_auth.py    a console session's cookies, its token's digest and its CSRF check, as deps.py reads them
+
 routes/            one module per API area; each declares routes and calls the modules below
 domain.py          the job read model (JobView and its parts: billing, failure, stage costs…; a log entry), without I/O
 handlers.py        bus handlers: every service's job events projected into the read model and its log
-store/             all of ingest's SQL: the read model and submissions (__init__), the event log (log.py),
-                   reads over many jobs (listing.py), callers' keys, uploads and rates (callers.py), data keys,
+store/             ingest's SQL but the feature packages': the read model and submissions (__init__), the event log (log.py),
+                   reads over many jobs (listing.py), callers' keys, sessions, uploads and rates (callers.py), data keys,
                    subjects and their photos (subjects.py), batches (batches.py), evaluations (evaluations.py),
-                   an Idempotency-Key's job (keys_bound.py), members, invitations and sign-in links (members.py),
-                   sessions and single sign-on (sessions.py)
+                   an Idempotency-Key's job (keys_bound.py); a feature package keeps its own
 ledger_calls.py    the ledger's gRPC messages, its stub as a dependency, its errors as problems
 data_keys.py       each job's data key, which seals its prompt; erasure destroys it
 key_encryption.py  the key-encryption keys the data keys are stored wrapped under (a key file, or KMS)
@@ -52,16 +57,9 @@ subjects/          the people and products jobs are of, known by the tenant's ph
   changes.py         a change written and announced (SubjectChanged); erasure; the router's identity events
   lifecycle.py       create, read and erase; the retention sweeper
   examples.py        example bodies of the subjects API for the OpenAPI document
-members/           a tenant's people: members, service accounts, invitations, sign-in and sessions
-  settings.py        TeamSettings (SMTP, the link key, session timeouts, identity providers), part of IngestSettings
-  team.py            changes to members with their audit records: roles, removals, service accounts, invitations
-  links.py           signed, expiring, single-use links (invitations, sign-in by mail)
-  mail.py            mail through the operator's SMTP server
-  sessions.py        console sessions: cookies, CSRF, opening one at sign-in
-  oidc.py            the OpenID Connect relying party: discovery, JWKS, PKCE, the id_token checked (joserfc)
-  sso.py             a tenant's provider, and who a verified id_token is (linked, invited, just in time)
-  web.py             what the sign-in routes share: base URL, redirect URI, the throttle
-  wiring.py          the link signer, mailer and provider client on app.state, as dependencies
+members/           a tenant's people, one feature package: members, service accounts, invitations, sign-in
+                   by mail and SSO, and sessions; its routes (routes/), its rules and its SQL (store/). Other
+                   features reach it through its face (members/__init__.py) only
 receipts/          signed job receipts
   document.py        what a receipt says and how it is signed, without I/O
   issuing.py         issuing and reading receipts, and the keys they were signed with

@@ -27,12 +27,13 @@ from services.ingest.inputs.screening import ScreeningGate
 from services.ingest.jobs.live import LogWatch
 from services.ingest.jobs.sweeper import Sweeper
 from services.ingest.members import wiring as member_wiring
+from services.ingest.members.routes import admin as admin_members
+from services.ingest.members.routes import members, sign_in, sso
 from services.ingest.receipts.document import ReceiptSigner, load_signing_key
 from services.ingest.receipts.issuing import record_signing_key
 from services.ingest.routes import (
     account,
     admin,
-    admin_members,
     admin_platform,
     admin_tenants,
     alerts,
@@ -47,14 +48,11 @@ from services.ingest.routes import (
     events,
     internal,
     jobs,
-    members,
     openai_images,
     prompt_screening,
     provenance,
     receipts,
     root,
-    sign_in,
-    sso,
     subjects,
     templates,
     uploads,

@@ -1,9 +1,9 @@
-"""Ingest's HTTP routes, one module per resource.
+"""Ingest's HTTP routes, one module per resource, for the features not yet in a package of their
+own (members/routes/ holds the members').
 
     account.py           `/v1/quotes` and `/v1/account`: prices and balances, answered by the ledger
                          over gRPC
     admin.py             the ingest admin API: tenants' retention, and the calibration report
-    admin_members.py     `/admin/v1/tenants/{tenant}/invitations`
     admin_platform.py    what an operator watches (the console's operator view), behind
                          `platform:read`, on the admin port
     admin_tenants.py     `/admin/v1/tenants`
@@ -24,17 +24,12 @@
                          content in clear
     jobs.py              `/v1/jobs`: submit a job and follow it to its links
     keys.py              `/v1/api-keys`: a tenant's own keys
-    members.py           `/v1/members`, `/v1/service-accounts`, `/v1/invitations`,
-                         `/v1/invitation-links`, `/v1/roles`, `/v1/me`
     openai_images.py     `/v1/images/generations` and `/v1/images/edits`
     prompt_screening.py  `/v1/account/prompt-screening`
     provenance.py        provenance for anyone
     receipts.py          signed job receipts
     root.py              `GET /`: where to go from the API's root: the documentation, the API's
                          document, the console and the keys receipts are verified with
-    sign_in.py           `/v1/sessions`: the console's sessions
-    sso.py               `/v1/sso`: the console's single sign-on through a tenant's own OpenID
-                         Connect provider
     subjects.py          `/v1/subjects`: the people and products a tenant's jobs may be of, made
                          known by photos
     templates.py         `/v1/templates`: the template catalogue as a client sees it, priced by the

@@ -1,5 +1,5 @@
-"""The ingest tables, all of ingest's SQL: the job read model (here), its event log
-(log.py), reads over many jobs (listing.py), callers' uploads and rates (callers.py); a
+"""Ingest's SQL, but for a feature package's own (members/store/): the job read model (here), its event log
+(log.py), reads over many jobs (listing.py), callers' keys, sessions, uploads and rates (callers.py); a
 submission's write with its data key and Idempotency-Key (here).
 
 Its modules besides those named above:
@@ -11,10 +11,7 @@ Its modules besides those named above:
     evaluations.py    evaluations' SQL
     keys_bound.py     the job an Idempotency-Key is bound to, for a caller whose call timed out
                       before it was answered
-    members.py        the members' tables: members and service accounts, who owns which API key,
-                      invitations and sign-in links
     receipts.py       the receipts' tables
-    sessions.py       the console's sessions and single sign-on
     subjects.py       the subjects tables
 """
 
