@@ -2,7 +2,8 @@
 imports only services.common and itself, common no service (not even by a name in a
 string), the client nothing of the services, the bus sits under the runtime and over the
 database, the services reach Kafka only through the bus and the bus only through its public module,
-and ingest's route modules do not import one another."""
+ingest's route modules do not import one another, ingest's kernel imports no feature package and
+a feature package is reached only through its face."""
 
 import ast
 import os
@@ -25,7 +26,7 @@ def lint_imports(source_root: Path) -> subprocess.CompletedProcess:
 def test_every_layer_contract_is_kept():
     result = lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Contracts: 7 kept, 0 broken." in result.stdout
+    assert "Contracts: 9 kept, 0 broken." in result.stdout
 
 
 def test_a_service_importing_another_breaks_the_contract(tmp_path):
@@ -60,6 +61,18 @@ def test_a_service_importing_a_module_of_the_bus_breaks_its_front_door(tmp_path)
     result = lint_imports(planted(tmp_path, "delivery/store.py", "from services.common.bus.outbox import OUTBOX_INSERT"))
     assert result.returncode == 1
     assert "services.delivery.store -> services.common.bus.outbox" in result.stdout
+
+
+def test_ingest_kernel_importing_a_feature_breaks_the_contract(tmp_path):
+    result = lint_imports(planted(tmp_path, "ingest/deps.py", "from services.ingest.members import team"))
+    assert result.returncode == 1
+    assert "services.ingest.deps is not allowed to import services.ingest.members" in result.stdout
+
+
+def test_a_feature_reaching_past_another_features_face_breaks_the_contract(tmp_path):
+    result = lint_imports(planted(tmp_path, "ingest/routes/keys.py", "from services.ingest.members.store import members"))
+    assert result.returncode == 1
+    assert "services.ingest.routes.keys -> services.ingest.members.store" in result.stdout
 
 
 SERVICE_NAMED = re.compile(r"\bservices\.(ingest|ledger|router|scorer|delivery|stack)\b")
