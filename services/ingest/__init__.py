@@ -72,10 +72,10 @@ inputs/            what a client sends besides its request, checked before anyth
   scorer_calls.py    what ingest asks of the scorer's internal API: measurements, calibration
 compat/            OpenAI's Images API in Genline's terms (routes/openai_images.py): errors, model aliases, a
                    request as a job, a final job as OpenAI's answer, the call's wait
-batches/           OpenAI's Files and Batch APIs (routes/batch_files.py, routes/batches.py): the JSONL checked and
+batches/           OpenAI's Files and Batch APIs, one feature package (routes/, store.py): the JSONL checked and
                    stored in chunks as it streams in, the runner that submits lines a window at a time, the
                    output and error files
-evaluations/       images the line did not make, judged by the scorer and charged per image (routes/evaluations.py):
+evaluations/       images the line did not make, judged by the scorer and charged per image, one feature package (routes.py, store.py):
                    their sources, the scorer's and the ledger's calls, the background runner and its webhook
 console/           the web console's files, served by routes/console.py
 migrations/        the ingest schema, numbered once

@@ -18,9 +18,12 @@ from services.common.storage import ObjectStore
 from services.ingest import handlers, ledger_calls
 from services.ingest.accounts.plans import load_plans
 from services.ingest.accounts.prompt_screening import PromptGate
+from services.ingest.batches.routes import batches
+from services.ingest.batches.routes import files as batch_files
 from services.ingest.batches.runner import BatchRunner
 from services.ingest.compat import errors as openai_errors
 from services.ingest.compat.models import load_models
+from services.ingest.evaluations import routes as evaluations
 from services.ingest.evaluations.runner import EvaluationRunner
 from services.ingest.inputs.moderation import Breaker, HostedModeration
 from services.ingest.inputs.screening import ScreeningGate
@@ -38,13 +41,10 @@ from services.ingest.routes import (
     admin_tenants,
     alerts,
     audit,
-    batch_files,
-    batches,
     billing,
     candidates,
     console,
     documentation,
-    evaluations,
     events,
     internal,
     jobs,

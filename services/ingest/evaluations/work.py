@@ -11,11 +11,11 @@ import httpx
 from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
 from services.ingest.evaluations import judging
+from services.ingest.evaluations import store as evaluation_store
 from services.ingest.evaluations.models import MAX_REFERENCES, Evaluation, ImageSource, ImageVerdict, JudgedBy
 from services.ingest.evaluations.sources import Sources
-from services.ingest.store import evaluations as evaluation_store
+from services.ingest.evaluations.store import ImageOutcome
 from services.ingest.store import subjects as subject_store
-from services.ingest.store.evaluations import ImageOutcome
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Ingest's HTTP routes, one module per resource, for the features not yet in a package of their
-own (members/routes/ holds the members').
+own (members/, batches/ and evaluations/ hold theirs).
 
     account.py           `/v1/quotes` and `/v1/account`: prices and balances, answered by the ledger
                          over gRPC
@@ -10,14 +10,11 @@ own (members/routes/ holds the members').
     alerts.py            `/v1/account/alerts`: what a tenant is told before its money runs out, and
                          when
     audit.py             `/v1/audit`: the tenant's audit log, for owners and admins
-    batch_files.py       `/v1/files`: batch input files as OpenAI's Files API takes them
-    batches.py           `/v1/batches`: OpenAI's Batch API
     billing.py           `/v1/billing`: buying credits
     candidates.py        `/v1/jobs/{id}/candidates/{index}/image`
     console.py           `/console`: the web console, a static page and a few hand-written ES
                          modules that call the public `/v1` API
     documentation.py     `/docs/`: the documentation site, served beside the API it documents
-    evaluations.py       `/v1/evaluations`
     events.py            a job's event log as a page or live as Server-Sent Events, and all of a
                          tenant's jobs live
     internal.py          `/internal/v1`: the data-key API, for the services that need a job's
