@@ -19,7 +19,6 @@ domain.py          the job read model (JobView and its parts: billing, failure, 
 handlers.py        bus handlers: every service's job events projected into the read model and its log
 store/             ingest's SQL but the feature packages': the read model and submissions (__init__), the event log (log.py),
                    reads over many jobs (listing.py), callers' keys, sessions, uploads and rates (callers.py), data keys,
-                   subjects and their photos (subjects.py), batches (batches.py), evaluations (evaluations.py),
                    an Idempotency-Key's job (keys_bound.py); a feature package keeps its own
 ledger_calls.py    the ledger's gRPC messages, its stub as a dependency, its errors as problems
 data_keys.py       each job's data key, which seals its prompt; erasure destroys it
@@ -49,7 +48,9 @@ accounts/          who may call, and how much
   plans.py           plans as data (plans.yaml) and the request-rate arithmetic
   limits.py          a plan's limits enforced on the database (rate, jobs in progress, images per day)
   webhook_targets.py whether a webhook URL may be used (public addresses only)
-subjects/          the people and products jobs are of, known by the tenant's photos
+subjects/          the people and products jobs are of, known by the tenant's photos; one feature package
+  routes.py          `/v1/subjects`
+  store.py           the subjects tables
   domain.py          a subject as clients see it, its states and how identity events move it, without I/O
   judging.py         each photo's verdict: checks, repeats, one person across the photos, room; without I/O
   photos.py          photos added: screened, measured by the scorer, judged under the row lock, kept sealed

@@ -53,7 +53,6 @@ from services.ingest.routes import (
     provenance,
     receipts,
     root,
-    subjects,
     templates,
     uploads,
     usage,
@@ -61,6 +60,7 @@ from services.ingest.routes import (
 )
 from services.ingest.routes import keys as key_routes
 from services.ingest.settings import IngestSettings
+from services.ingest.subjects import routes as subjects
 from services.ingest.subjects.lifecycle import SubjectRetentionSweeper, Subjects
 
 log = logging.getLogger(__name__)

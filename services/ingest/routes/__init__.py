@@ -1,5 +1,5 @@
 """Ingest's HTTP routes, one module per resource, for the features not yet in a package of their
-own (members/, batches/ and evaluations/ hold theirs).
+own (members/, subjects/, batches/ and evaluations/ hold theirs).
 
     account.py           `/v1/quotes` and `/v1/account`: prices and balances, answered by the ledger
                          over gRPC
@@ -27,8 +27,6 @@ own (members/, batches/ and evaluations/ hold theirs).
     receipts.py          signed job receipts
     root.py              `GET /`: where to go from the API's root: the documentation, the API's
                          document, the console and the keys receipts are verified with
-    subjects.py          `/v1/subjects`: the people and products a tenant's jobs may be of, made
-                         known by photos
     templates.py         `/v1/templates`: the template catalogue as a client sees it, priced by the
                          ledger
     uploads.py           `/v1/uploads`: input photos for later jobs, screened before anything is

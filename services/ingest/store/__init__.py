@@ -1,5 +1,5 @@
-"""Ingest's SQL, but for a feature package's own (members/store/, batches/store.py,
-evaluations/store.py): the job read model (here), its event log
+"""Ingest's SQL, but for a feature package's own (members/store/, subjects/store.py,
+batches/store.py, evaluations/store.py): the job read model (here), its event log
 (log.py), reads over many jobs (listing.py), callers' keys, sessions, uploads and rates (callers.py); a
 submission's write with its data key and Idempotency-Key (here).
 
@@ -9,7 +9,6 @@ Its modules besides those named above:
     keys_bound.py     the job an Idempotency-Key is bound to, for a caller whose call timed out
                       before it was answered
     receipts.py       the receipts' tables
-    subjects.py       the subjects tables
 """
 
 from collections.abc import Sequence
