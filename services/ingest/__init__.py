@@ -19,7 +19,7 @@ domain.py          the job read model (JobView and its parts: billing, failure, 
 handlers.py        bus handlers: every service's job events projected into the read model and its log
 store/             ingest's SQL but the feature packages': the read model and submissions (__init__), the event log (log.py),
                    reads over many jobs (listing.py), callers' keys, sessions, uploads and rates (callers.py), data keys,
-                   an Idempotency-Key's job (keys_bound.py); a feature package keeps its own
+                   a feature package keeps its own
 ledger_calls.py    the ledger's gRPC messages, its stub as a dependency, its errors as problems
 data_keys.py       each job's data key, which seals its prompt; erasure destroys it
 key_encryption.py  the key-encryption keys the data keys are stored wrapped under (a key file, or KMS)
@@ -71,7 +71,7 @@ inputs/            what a client sends besides its request, checked before anyth
   moderation.py      the hosted moderation adapter (OpenAI-style) behind its breaker
   guidance.py        an input photo judged against its template's checks before a job is accepted
   scorer_calls.py    what ingest asks of the scorer's internal API: measurements, calibration
-compat/            OpenAI's Images API in Genline's terms (routes/openai_images.py): errors, model aliases, a
+compat/            OpenAI's Images API in Genline's terms, one feature package (routes.py, store.py): errors, model aliases, a
                    request as a job, a final job as OpenAI's answer, the call's wait
 batches/           OpenAI's Files and Batch APIs, one feature package (routes/, store.py): the JSONL checked and
                    stored in chunks as it streams in, the runner that submits lines a window at a time, the

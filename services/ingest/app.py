@@ -22,6 +22,7 @@ from services.ingest.batches.routes import batches
 from services.ingest.batches.routes import files as batch_files
 from services.ingest.batches.runner import BatchRunner
 from services.ingest.compat import errors as openai_errors
+from services.ingest.compat import routes as openai_images
 from services.ingest.compat.models import load_models
 from services.ingest.evaluations import routes as evaluations
 from services.ingest.evaluations.runner import EvaluationRunner
@@ -48,7 +49,6 @@ from services.ingest.routes import (
     events,
     internal,
     jobs,
-    openai_images,
     prompt_screening,
     provenance,
     receipts,

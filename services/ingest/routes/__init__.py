@@ -1,5 +1,5 @@
 """Ingest's HTTP routes, one module per resource, for the features not yet in a package of their
-own (members/, subjects/, batches/ and evaluations/ hold theirs).
+own (members/, subjects/, compat/, batches/ and evaluations/ hold theirs).
 
     account.py           `/v1/quotes` and `/v1/account`: prices and balances, answered by the ledger
                          over gRPC
@@ -21,7 +21,6 @@ own (members/, subjects/, batches/ and evaluations/ hold theirs).
                          content in clear
     jobs.py              `/v1/jobs`: submit a job and follow it to its links
     keys.py              `/v1/api-keys`: a tenant's own keys
-    openai_images.py     `/v1/images/generations` and `/v1/images/edits`
     prompt_screening.py  `/v1/account/prompt-screening`
     provenance.py        provenance for anyone
     receipts.py          signed job receipts

@@ -1,13 +1,11 @@
 """Ingest's SQL, but for a feature package's own (members/store/, subjects/store.py,
-batches/store.py, evaluations/store.py): the job read model (here), its event log
+compat/store.py, batches/store.py, evaluations/store.py): the job read model (here), its event log
 (log.py), reads over many jobs (listing.py), callers' keys, sessions, uploads and rates (callers.py); a
 submission's write with its data key and Idempotency-Key (here).
 
 Its modules besides those named above:
     accounts.py       the accounts' tables
     data_keys.py      the `data_keys` table
-    keys_bound.py     the job an Idempotency-Key is bound to, for a caller whose call timed out
-                      before it was answered
     receipts.py       the receipts' tables
 """
 

@@ -25,7 +25,7 @@ from services.ingest.batches.models import (
 )
 from services.ingest.batches.results import Contents
 from services.ingest.batches.store import NewFile
-from services.ingest.compat.waiting import Pictures
+from services.ingest.compat import Pictures
 from services.ingest.deps import JobsReader, JobsWriter, Objects, Runtime, Settings
 
 router = APIRouter(prefix="/v1/files", tags=["openai"])
