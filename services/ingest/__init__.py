@@ -13,6 +13,7 @@ team_settings.py   TeamSettings (SMTP, the link key, session timeouts, identity 
 deps.py            FastAPI dependencies: runtime, settings, objects, plans, the scoped caller (an API key, or a
                    member's console session with its CSRF token)
 session_auth.py    a console session's cookies, its token's digest and its CSRF check, as deps.py reads them
+signing_key.py     the receipts' signing key read from its text, or made, as the settings check it
 
 routes/            one module per API area; each declares routes and calls the modules below
 domain.py          the job read model (JobView and its parts: billing, failure, stage costs…; a log entry), without I/O
@@ -23,7 +24,6 @@ store/             ingest's SQL but the feature packages': the read model and su
 ledger_calls.py    the ledger's gRPC messages, its stub as a dependency, its errors as problems
 data_keys.py       each job's data key, which seals its prompt; erasure destroys it
 key_encryption.py  the key-encryption keys the data keys are stored wrapped under (a key file, or KMS)
-provenance.py      what a file proves (POST /v1/verify): its Content Credentials, its watermark, its delivery
 
 jobs/              a job from submission to its end
   submission.py      JobRequest, its checks, the idempotent write with JobSubmitted
@@ -61,7 +61,10 @@ subjects/          the people and products jobs are of, known by the tenant's ph
 members/           a tenant's people, one feature package: members, service accounts, invitations, sign-in
                    by mail and SSO, and sessions; its routes (routes/), its rules and its SQL (store/). Other
                    features reach it through its face (members/__init__.py) only
-receipts/          signed job receipts
+receipts/          signed job receipts and provenance; one feature package
+  routes/            signed job receipts and their keys (receipts.py); provenance for anyone (provenance.py)
+  store.py           the receipts' tables
+  provenance.py      what a file proves (POST /v1/verify): its Content Credentials, its watermark, its delivery
   document.py        what a receipt says and how it is signed, without I/O
   issuing.py         issuing and reading receipts, and the keys they were signed with
   replay.py          `genline replay receipts`: every receipt checked against the record

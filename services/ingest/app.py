@@ -33,8 +33,9 @@ from services.ingest.jobs.sweeper import Sweeper
 from services.ingest.members import wiring as member_wiring
 from services.ingest.members.routes import admin as admin_members
 from services.ingest.members.routes import members, sign_in, sso
-from services.ingest.receipts.document import ReceiptSigner, load_signing_key
+from services.ingest.receipts.document import ReceiptSigner
 from services.ingest.receipts.issuing import record_signing_key
+from services.ingest.receipts.routes import provenance, receipts
 from services.ingest.routes import (
     account,
     admin,
@@ -50,8 +51,6 @@ from services.ingest.routes import (
     internal,
     jobs,
     prompt_screening,
-    provenance,
-    receipts,
     root,
     templates,
     uploads,
@@ -60,6 +59,7 @@ from services.ingest.routes import (
 )
 from services.ingest.routes import keys as key_routes
 from services.ingest.settings import IngestSettings
+from services.ingest.signing_key import load_signing_key
 from services.ingest.subjects import routes as subjects
 from services.ingest.subjects.lifecycle import SubjectRetentionSweeper, Subjects
 

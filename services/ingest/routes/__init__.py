@@ -1,5 +1,5 @@
 """Ingest's HTTP routes, one module per resource, for the features not yet in a package of their
-own (members/, subjects/, compat/, batches/ and evaluations/ hold theirs).
+own (members/, subjects/, receipts/, compat/, batches/ and evaluations/ hold theirs).
 
     account.py           `/v1/quotes` and `/v1/account`: prices and balances, answered by the ledger
                          over gRPC
@@ -22,8 +22,6 @@ own (members/, subjects/, compat/, batches/ and evaluations/ hold theirs).
     jobs.py              `/v1/jobs`: submit a job and follow it to its links
     keys.py              `/v1/api-keys`: a tenant's own keys
     prompt_screening.py  `/v1/account/prompt-screening`
-    provenance.py        provenance for anyone
-    receipts.py          signed job receipts
     root.py              `GET /`: where to go from the API's root: the documentation, the API's
                          document, the console and the keys receipts are verified with
     templates.py         `/v1/templates`: the template catalogue as a client sees it, priced by the
