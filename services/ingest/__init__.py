@@ -81,6 +81,8 @@ batches/           OpenAI's Files and Batch APIs, one feature package (routes/, 
                    output and error files
 evaluations/       images the line did not make, judged by the scorer and charged per image, one feature package (routes.py, store.py):
                    their sources, the scorer's and the ledger's calls, the background runner and its webhook
+admin/             the ingest admin API on the admin port, one feature package (routes/): tenants, what an
+                   operator watches, retention, calibration and margins
 console/           the web console's files, served by routes/console.py
 migrations/        the ingest schema, numbered once
 """

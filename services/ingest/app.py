@@ -18,6 +18,9 @@ from services.common.storage import ObjectStore
 from services.ingest import handlers, ledger_calls
 from services.ingest.accounts.plans import load_plans
 from services.ingest.accounts.prompt_screening import PromptGate
+from services.ingest.admin.routes import operations as admin
+from services.ingest.admin.routes import platform as admin_platform
+from services.ingest.admin.routes import tenants as admin_tenants
 from services.ingest.batches.routes import batches
 from services.ingest.batches.routes import files as batch_files
 from services.ingest.batches.runner import BatchRunner
@@ -38,9 +41,6 @@ from services.ingest.receipts.issuing import record_signing_key
 from services.ingest.receipts.routes import provenance, receipts
 from services.ingest.routes import (
     account,
-    admin,
-    admin_platform,
-    admin_tenants,
     alerts,
     audit,
     billing,

@@ -1,12 +1,8 @@
 """Ingest's HTTP routes, one module per resource, for the features not yet in a package of their
-own (members/, subjects/, receipts/, compat/, batches/ and evaluations/ hold theirs).
+own (members/, subjects/, receipts/, compat/, batches/, evaluations/ and admin/ hold theirs).
 
     account.py           `/v1/quotes` and `/v1/account`: prices and balances, answered by the ledger
                          over gRPC
-    admin.py             the ingest admin API: tenants' retention, and the calibration report
-    admin_platform.py    what an operator watches (the console's operator view), behind
-                         `platform:read`, on the admin port
-    admin_tenants.py     `/admin/v1/tenants`
     alerts.py            `/v1/account/alerts`: what a tenant is told before its money runs out, and
                          when
     audit.py             `/v1/audit`: the tenant's audit log, for owners and admins
