@@ -47,7 +47,6 @@ accounts/          who may call, and how much
   prompt_screening.py prompts screened before any hold: rules, the tenant's table, moderation's outage
   plans.py           plans as data (plans.yaml) and the request-rate arithmetic
   limits.py          a plan's limits enforced on the database (rate, jobs in progress, images per day)
-  webhook_targets.py whether a webhook URL may be used (public addresses only)
 subjects/          the people and products jobs are of, known by the tenant's photos; one feature package
   routes.py          `/v1/subjects`
   store.py           the subjects tables
@@ -61,6 +60,8 @@ subjects/          the people and products jobs are of, known by the tenant's ph
 members/           a tenant's people, one feature package: members, service accounts, invitations, sign-in
                    by mail and SSO, and sessions; its routes (routes/), its rules and its SQL (store/). Other
                    features reach it through its face (members/__init__.py) only
+webhooks/          webhooks and events, one feature package: endpoints, attempts and secrets; a job's event
+                   log as a page or live (routes/); where a webhook may be sent (targets.py)
 receipts/          signed job receipts and provenance; one feature package
   routes/            signed job receipts and their keys (receipts.py); provenance for anyone (provenance.py)
   store.py           the receipts' tables

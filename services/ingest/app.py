@@ -47,7 +47,6 @@ from services.ingest.routes import (
     candidates,
     console,
     documentation,
-    events,
     internal,
     jobs,
     prompt_screening,
@@ -55,13 +54,13 @@ from services.ingest.routes import (
     templates,
     uploads,
     usage,
-    webhooks,
 )
 from services.ingest.routes import keys as key_routes
 from services.ingest.settings import IngestSettings
 from services.ingest.signing_key import load_signing_key
 from services.ingest.subjects import routes as subjects
 from services.ingest.subjects.lifecycle import SubjectRetentionSweeper, Subjects
+from services.ingest.webhooks.routes import events, webhooks
 
 log = logging.getLogger(__name__)
 

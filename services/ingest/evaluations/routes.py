@@ -12,7 +12,6 @@ from services.common import problems
 from services.common.problems import Problem
 from services.ingest.accounts import spend_caps
 from services.ingest.accounts.spend_caps import Submitter
-from services.ingest.accounts.webhook_targets import check_webhook_url
 from services.ingest.deps import (
     Caller,
     EvaluationRounds,
@@ -33,6 +32,7 @@ from services.ingest.evaluations.work import Workshop
 from services.ingest.ledger_calls import Ledger, LedgerClient, LedgerStub, QuoteAsk
 from services.ingest.settings import IngestSettings
 from services.ingest.store.accounts import tenant_plan
+from services.ingest.webhooks import check_webhook_url
 
 router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
 RESPONSES = problems.responses(402, 404, 413, 422, 503)

@@ -1,5 +1,6 @@
 """Ingest's HTTP routes, one module per resource, for the features not yet in a package of their
-own (members/, subjects/, receipts/, compat/, batches/, evaluations/ and admin/ hold theirs).
+own (members/, subjects/, webhooks/, receipts/, compat/, batches/, evaluations/ and admin/ hold
+theirs).
 
     account.py           `/v1/quotes` and `/v1/account`: prices and balances, answered by the ledger
                          over gRPC
@@ -11,8 +12,6 @@ own (members/, subjects/, receipts/, compat/, batches/, evaluations/ and admin/ 
     console.py           `/console`: the web console, a static page and a few hand-written ES
                          modules that call the public `/v1` API
     documentation.py     `/docs/`: the documentation site, served beside the API it documents
-    events.py            a job's event log as a page or live as Server-Sent Events, and all of a
-                         tenant's jobs live
     internal.py          `/internal/v1`: the data-key API, for the services that need a job's
                          content in clear
     jobs.py              `/v1/jobs`: submit a job and follow it to its links
@@ -25,6 +24,4 @@ own (members/, subjects/, receipts/, compat/, batches/, evaluations/ and admin/ 
     uploads.py           `/v1/uploads`: input photos for later jobs, screened before anything is
                          stored
     usage.py             `GET /v1/usage`
-    webhooks.py          `/v1/webhook-endpoints`, `/v1/webhook-attempts`, a job's attempts and the
-                         per-job secret
 """
