@@ -31,7 +31,7 @@ from services.common.identity import new_service_key, public_key_of
 from services.common.provenance import new_signing_credentials
 from services.delivery.provenance import wrap_signing_key
 from services.ingest.key_encryption import new_key_file
-from services.ingest.receipts.document import new_signing_key_text
+from services.ingest.signing_key import new_signing_key_text
 
 SERVICES = PUBLISHERS
 

@@ -2,7 +2,8 @@
 imports only services.common and itself, common no service (not even by a name in a
 string), the client nothing of the services, the bus sits under the runtime and over the
 database, the services reach Kafka only through the bus and the bus only through its public module,
-and ingest's route modules do not import one another."""
+ingest's route modules do not import one another, ingest's kernel imports no feature package and
+a feature package is reached only through its face."""
 
 import ast
 import os
@@ -10,10 +11,15 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+# Ingest's feature packages, each kept by a contract of its own (services/ingest/__init__.py).
+INGEST_FEATURES = ("members", "subjects", "receipts", "compat", "batches", "evaluations", "admin", "webhooks")
 
 
 def lint_imports(source_root: Path) -> subprocess.CompletedProcess:
@@ -25,7 +31,7 @@ def lint_imports(source_root: Path) -> subprocess.CompletedProcess:
 def test_every_layer_contract_is_kept():
     result = lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Contracts: 7 kept, 0 broken." in result.stdout
+    assert f"Contracts: {len(contracts())} kept, 0 broken." in result.stdout
 
 
 def test_a_service_importing_another_breaks_the_contract(tmp_path):
@@ -60,6 +66,28 @@ def test_a_service_importing_a_module_of_the_bus_breaks_its_front_door(tmp_path)
     result = lint_imports(planted(tmp_path, "delivery/store.py", "from services.common.bus.outbox import OUTBOX_INSERT"))
     assert result.returncode == 1
     assert "services.delivery.store -> services.common.bus.outbox" in result.stdout
+
+
+def test_ingest_kernel_importing_a_feature_breaks_the_contract(tmp_path):
+    result = lint_imports(planted(tmp_path, "ingest/deps.py", "from services.ingest.members import team"))
+    assert result.returncode == 1
+    assert "services.ingest.deps is not allowed to import services.ingest.members" in result.stdout
+
+
+@pytest.mark.parametrize("feature", INGEST_FEATURES)
+def test_a_feature_reaching_past_another_features_face_breaks_the_contract(tmp_path, feature):
+    result = lint_imports(planted(tmp_path, "ingest/routes/keys.py", f"from services.ingest.{feature} import routes"))
+    assert result.returncode == 1
+    assert f"services.ingest.routes.keys -> services.ingest.{feature}.routes" in result.stdout
+
+
+def test_every_ingest_feature_package_has_its_face_contract():
+    assert sorted(INGEST_FEATURES) == sorted(contract["id"].removeprefix("ingest-").removesuffix("-face")
+                                             for contract in contracts() if contract["id"].endswith("-face"))
+
+
+def contracts() -> list[dict]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
 
 
 SERVICE_NAMED = re.compile(r"\bservices\.(ingest|ledger|router|scorer|delivery|stack)\b")

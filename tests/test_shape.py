@@ -14,7 +14,8 @@ the same rooms under the same names; a module over 400 lines is named in a warni
   or `store/`, `settings.py` and `migrations/`; one that serves gRPC has `grpc.py`, the only
   module of the service that starts the server, and one that has commands has `cli.py`, the
   only module of the service that adds to the `genline` command tree. HTTP routes are
-  declared in the routes room (or wired in `app.py`), nowhere else.
+  declared in the routes room (or wired in `app.py`), or in a feature package's own
+  (services/ingest/members/routes/), nowhere else.
 * The bus's front door (`services.common.bus`) hands services no SQL to splice: nothing it
   exports, nor a public attribute of a class it exports, is SQL. A statement that must carry
   the inbox's claim or an outbox row is handed to the bus (`InboxClaim.first`,
@@ -206,6 +207,13 @@ def in_room(service: Path, path: Path, *names: str) -> bool:
     return first in names or first.removesuffix(".py") in names
 
 
+def in_feature_room(service: Path, path: Path, name: str) -> bool:
+    """Whether `path` sits in room `name` of a feature package, a package of the service that
+    keeps its own routes and store (services/ingest/members/routes/)."""
+    parts = path.relative_to(service).parts
+    return len(parts) > 1 and parts[1].removesuffix(".py") == name
+
+
 def rooms_broken(services: Path) -> list[str]:
     """Modules that do a room's work outside it: declare HTTP routes outside `routes` (and
     `app.py`, which may mount them), start a gRPC server outside `grpc.py`, add commands
@@ -214,7 +222,7 @@ def rooms_broken(services: Path) -> list[str]:
     for service in service_packages(services):
         for path in python_modules(service):
             name, tree = path.relative_to(services.parent).as_posix(), ast.parse(path.read_text())
-            if not in_room(service, path, "routes", "app") and declares_http(tree):
+            if not (in_room(service, path, "routes", "app") or in_feature_room(service, path, "routes")) and declares_http(tree):
                 broken.append(f"{name}: declares HTTP routes outside routes")
             if not in_room(service, path, "grpc") and serves_grpc(tree):
                 broken.append(f"{name}: starts a gRPC server outside grpc.py")
@@ -232,6 +240,8 @@ def test_a_service_without_a_room_or_with_a_room_outside_it_is_found(tmp_path):
     (services / "router" / "handlers.py").unlink()
     (services / "router" / "scheduler.py").write_text(
         "from starlette.routing import Route\n\nSTRAY = Route('/stray', None)\n")
+    (services / "ingest" / "members" / "stray.py").write_text("from fastapi import APIRouter\n\nSTRAY = APIRouter()\n")
+    (services / "ingest" / "members" / "routes" / "kept.py").write_text("from fastapi import APIRouter\n\nKEPT = APIRouter()\n")
     (services / "scorer" / "calibration.py").write_text("from services.common.grpc_server import start_grpc_server\n")
     (services / "scorer" / "cli.py").unlink()
     (services / "scorer" / "offline.py").write_text("from services.common.cli import CommandTree\n")
@@ -242,6 +252,8 @@ def test_a_service_without_a_room_or_with_a_room_outside_it_is_found(tmp_path):
     assert CLI_ROOM not in missing_rooms(services / "router")  # it has no commands
     broken = rooms_broken(services)
     assert "services/router/scheduler.py: declares HTTP routes outside routes" in broken
+    assert "services/ingest/members/stray.py: declares HTTP routes outside routes" in broken
+    assert not any(place.startswith("services/ingest/members/routes/") for place in broken)  # a feature's own room
     assert "services/scorer/calibration.py: starts a gRPC server outside grpc.py" in broken
     assert "services/scorer/offline.py: adds commands outside cli.py" in broken
 

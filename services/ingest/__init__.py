@@ -1,25 +1,29 @@
 """The ingest service: Genline's public HTTP API and the job read model behind it.
 
-Module map: the service's frame at the top, its features in folders.
+Module map: the service's frame at the top, its features in folders. A feature package holds its
+routes, its rules and its SQL; the others still have theirs in routes/ and store/.
 
 __main__.py        `python -m services.ingest`: the service (its commands run through `genline`)
 app.py             the FastAPI app: routers, gRPC and HTTP clients, sweeper, lifespan hooks
+cli.py             ingest's commands in the `genline` tree
+
+The kernel every feature imports, which imports no feature package:
 settings.py        IngestSettings, the service's configuration
+team_settings.py   TeamSettings (SMTP, the link key, session timeouts, identity providers), part of IngestSettings
 deps.py            FastAPI dependencies: runtime, settings, objects, plans, the scoped caller (an API key, or a
                    member's console session with its CSRF token)
-cli.py             ingest's commands in the `genline` tree
+session_auth.py    a console session's cookies, its token's digest and its CSRF check, as deps.py reads them
+signing_key.py     the receipts' signing key read from its text, or made, as the settings check it
+
 routes/            one module per API area; each declares routes and calls the modules below
 domain.py          the job read model (JobView and its parts: billing, failure, stage costs…; a log entry), without I/O
 handlers.py        bus handlers: every service's job events projected into the read model and its log
-store/             all of ingest's SQL: the read model and submissions (__init__), the event log (log.py),
-                   reads over many jobs (listing.py), callers' keys, uploads and rates (callers.py), data keys,
-                   subjects and their photos (subjects.py), batches (batches.py), evaluations (evaluations.py),
-                   an Idempotency-Key's job (keys_bound.py), members, invitations and sign-in links (members.py),
-                   sessions and single sign-on (sessions.py)
+store/             ingest's SQL but the feature packages': the read model and submissions (__init__), the event log (log.py),
+                   reads over many jobs (listing.py), callers' keys, sessions, uploads and rates (callers.py), data keys,
+                   a feature package keeps its own
 ledger_calls.py    the ledger's gRPC messages, its stub as a dependency, its errors as problems
 data_keys.py       each job's data key, which seals its prompt; erasure destroys it
 key_encryption.py  the key-encryption keys the data keys are stored wrapped under (a key file, or KMS)
-provenance.py      what a file proves (POST /v1/verify): its Content Credentials, its watermark, its delivery
 
 jobs/              a job from submission to its end
   submission.py      JobRequest, its checks, the idempotent write with JobSubmitted
@@ -43,8 +47,9 @@ accounts/          who may call, and how much
   prompt_screening.py prompts screened before any hold: rules, the tenant's table, moderation's outage
   plans.py           plans as data (plans.yaml) and the request-rate arithmetic
   limits.py          a plan's limits enforced on the database (rate, jobs in progress, images per day)
-  webhook_targets.py whether a webhook URL may be used (public addresses only)
-subjects/          the people and products jobs are of, known by the tenant's photos
+subjects/          the people and products jobs are of, known by the tenant's photos; one feature package
+  routes.py          `/v1/subjects`
+  store.py           the subjects tables
   domain.py          a subject as clients see it, its states and how identity events move it, without I/O
   judging.py         each photo's verdict: checks, repeats, one person across the photos, room; without I/O
   photos.py          photos added: screened, measured by the scorer, judged under the row lock, kept sealed
@@ -52,17 +57,15 @@ subjects/          the people and products jobs are of, known by the tenant's ph
   changes.py         a change written and announced (SubjectChanged); erasure; the router's identity events
   lifecycle.py       create, read and erase; the retention sweeper
   examples.py        example bodies of the subjects API for the OpenAPI document
-members/           a tenant's people: members, service accounts, invitations, sign-in and sessions
-  settings.py        TeamSettings (SMTP, the link key, session timeouts, identity providers), part of IngestSettings
-  team.py            changes to members with their audit records: roles, removals, service accounts, invitations
-  links.py           signed, expiring, single-use links (invitations, sign-in by mail)
-  mail.py            mail through the operator's SMTP server
-  sessions.py        console sessions: cookies, CSRF, opening one at sign-in
-  oidc.py            the OpenID Connect relying party: discovery, JWKS, PKCE, the id_token checked (joserfc)
-  sso.py             a tenant's provider, and who a verified id_token is (linked, invited, just in time)
-  web.py             what the sign-in routes share: base URL, redirect URI, the throttle
-  wiring.py          the link signer, mailer and provider client on app.state, as dependencies
-receipts/          signed job receipts
+members/           a tenant's people, one feature package: members, service accounts, invitations, sign-in
+                   by mail and SSO, and sessions; its routes (routes/), its rules and its SQL (store/). Other
+                   features reach it through its face (members/__init__.py) only
+webhooks/          webhooks and events, one feature package: endpoints, attempts and secrets; a job's event
+                   log as a page or live (routes/); where a webhook may be sent (targets.py)
+receipts/          signed job receipts and provenance; one feature package
+  routes/            signed job receipts and their keys (receipts.py); provenance for anyone (provenance.py)
+  store.py           the receipts' tables
+  provenance.py      what a file proves (POST /v1/verify): its Content Credentials, its watermark, its delivery
   document.py        what a receipt says and how it is signed, without I/O
   issuing.py         issuing and reading receipts, and the keys they were signed with
   replay.py          `genline replay receipts`: every receipt checked against the record
@@ -72,13 +75,15 @@ inputs/            what a client sends besides its request, checked before anyth
   moderation.py      the hosted moderation adapter (OpenAI-style) behind its breaker
   guidance.py        an input photo judged against its template's checks before a job is accepted
   scorer_calls.py    what ingest asks of the scorer's internal API: measurements, calibration
-compat/            OpenAI's Images API in Genline's terms (routes/openai_images.py): errors, model aliases, a
+compat/            OpenAI's Images API in Genline's terms, one feature package (routes.py, store.py): errors, model aliases, a
                    request as a job, a final job as OpenAI's answer, the call's wait
-batches/           OpenAI's Files and Batch APIs (routes/batch_files.py, routes/batches.py): the JSONL checked and
+batches/           OpenAI's Files and Batch APIs, one feature package (routes/, store.py): the JSONL checked and
                    stored in chunks as it streams in, the runner that submits lines a window at a time, the
                    output and error files
-evaluations/       images the line did not make, judged by the scorer and charged per image (routes/evaluations.py):
+evaluations/       images the line did not make, judged by the scorer and charged per image, one feature package (routes.py, store.py):
                    their sources, the scorer's and the ledger's calls, the background runner and its webhook
+admin/             the ingest admin API on the admin port, one feature package (routes/): tenants, what an
+                   operator watches, retention, calibration and margins
 console/           the web console's files, served by routes/console.py
 migrations/        the ingest schema, numbered once
 """

@@ -18,52 +18,49 @@ from services.common.storage import ObjectStore
 from services.ingest import handlers, ledger_calls
 from services.ingest.accounts.plans import load_plans
 from services.ingest.accounts.prompt_screening import PromptGate
+from services.ingest.admin.routes import operations as admin
+from services.ingest.admin.routes import platform as admin_platform
+from services.ingest.admin.routes import tenants as admin_tenants
+from services.ingest.batches.routes import batches
+from services.ingest.batches.routes import files as batch_files
 from services.ingest.batches.runner import BatchRunner
 from services.ingest.compat import errors as openai_errors
+from services.ingest.compat import routes as openai_images
 from services.ingest.compat.models import load_models
+from services.ingest.evaluations import routes as evaluations
 from services.ingest.evaluations.runner import EvaluationRunner
 from services.ingest.inputs.moderation import Breaker, HostedModeration
 from services.ingest.inputs.screening import ScreeningGate
 from services.ingest.jobs.live import LogWatch
 from services.ingest.jobs.sweeper import Sweeper
 from services.ingest.members import wiring as member_wiring
-from services.ingest.receipts.document import ReceiptSigner, load_signing_key
+from services.ingest.members.routes import admin as admin_members
+from services.ingest.members.routes import members, sign_in, sso
+from services.ingest.receipts.document import ReceiptSigner
 from services.ingest.receipts.issuing import record_signing_key
+from services.ingest.receipts.routes import provenance, receipts
 from services.ingest.routes import (
     account,
-    admin,
-    admin_members,
-    admin_platform,
-    admin_tenants,
     alerts,
     audit,
-    batch_files,
-    batches,
     billing,
     candidates,
     console,
     documentation,
-    evaluations,
-    events,
     internal,
     jobs,
-    members,
-    openai_images,
     prompt_screening,
-    provenance,
-    receipts,
     root,
-    sign_in,
-    sso,
-    subjects,
     templates,
     uploads,
     usage,
-    webhooks,
 )
 from services.ingest.routes import keys as key_routes
 from services.ingest.settings import IngestSettings
+from services.ingest.signing_key import load_signing_key
+from services.ingest.subjects import routes as subjects
 from services.ingest.subjects.lifecycle import SubjectRetentionSweeper, Subjects
+from services.ingest.webhooks.routes import events, webhooks
 
 log = logging.getLogger(__name__)
 

@@ -58,7 +58,8 @@ def data_keys_status(args: argparse.Namespace) -> int:
 
 
 def new_receipt_key(args: argparse.Namespace) -> int:
-    from services.ingest.receipts.document import ReceiptSigner, load_signing_key, new_signing_key_text
+    from services.ingest.receipts.document import ReceiptSigner
+    from services.ingest.signing_key import load_signing_key, new_signing_key_text
 
     text = new_signing_key_text()
     print(f"GENLINE_RECEIPT_SIGNING_KEY={text}")

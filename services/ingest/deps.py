@@ -24,10 +24,9 @@ from services.ingest.accounts.plans import PlanBook
 from services.ingest.accounts.prompt_screening import PromptGate
 from services.ingest.inputs.screening import ScreeningGate
 from services.ingest.jobs.live import LogWatch
-from services.ingest.members import sessions
-from services.ingest.members.links import digest
+from services.ingest.session_auth import SESSION_COOKIE, check_csrf, digest
 from services.ingest.settings import IngestSettings
-from services.ingest.store import sessions as session_store
+from services.ingest.store import callers
 
 UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="genline"'}
 # The scheme the OpenAPI document names, with the scopes each operation needs; the key
@@ -36,9 +35,9 @@ api_key = HTTPBearer(scheme_name="apiKey", bearerFormat="gl_…", auto_error=Fal
                      description="`Authorization: Bearer <api key>`; one tenant per key. An operation"
                                  " lists the scope the key needs (`jobs:write`, `jobs:read`, `account:read`,"
                                  " `keys:manage`, `webhooks:manage`); without it the answer is 403.")
-# The console's session (services.ingest.members.sessions): a member signed in, whose role
+# The console's session (services.ingest.session_auth): a member signed in, whose role
 # gives the scopes; every change also carries the session's X-CSRF-Token.
-session_cookie = APIKeyCookie(name=sessions.SESSION_COOKIE, scheme_name="session", auto_error=False,
+session_cookie = APIKeyCookie(name=SESSION_COOKIE, scheme_name="session", auto_error=False,
                               description="The console's session cookie, set at sign-in (HttpOnly, Secure,"
                                           " SameSite=Lax); a request that changes something also sends the"
                                           " session's CSRF token as `X-CSRF-Token`. The member's role gives the"
@@ -174,11 +173,11 @@ async def by_session(request: Request, conn: Conn, *, token: str) -> tuple[Calle
     """The caller of a console session (401 once it has ended), and its tenant's plan; a change
     must carry the session's CSRF token (403)."""
     settings = await get_settings(request)
-    row = await session_store.live_session(conn, digest(token), idle_s=settings.session_idle_s)
+    row = await callers.live_session(conn, digest(token), idle_s=settings.session_idle_s)
     if row is None:
         raise Problem(status=401, slug="session-ended", detail="this session has ended (signed out, timed out, or the member's role"
                       " changed): sign in again", headers=UNAUTHORIZED)
-    sessions.check_csrf(request, row["csrf_hash"], public_url=settings.public_url)
+    check_csrf(request, row["csrf_hash"], public_url=settings.public_url)
     member = Member(row["member_id"], row["role"], row["email"])
     return Caller(tenant_id=row["tenant_id"], key_id=None, scopes=roles.scopes_of(row["role"]), member=member, session_id=row["id"]), row["plan"]
 
@@ -202,7 +201,7 @@ async def authenticated(request: Request, response: Response,
     once by every replica. Then the request counts against the tenant's plan's rate (429
     beyond it); every answer carries the RateLimit headers."""
     runtime, plans = await get_runtime(request), await get_plans(request)
-    cookie = request.cookies.get(sessions.SESSION_COOKIE)
+    cookie = request.cookies.get(SESSION_COOKIE)
     if not request.headers.get("authorization") and not cookie:
         raise Problem(status=401, slug="missing-api-key", detail="send your API key as 'Authorization: Bearer <key>'", headers=UNAUTHORIZED)
     if request.headers.get("authorization") and bearer is None:

@@ -44,10 +44,9 @@ from services.common.db import Conn
 from services.ingest import store
 from services.ingest.jobs.domain import AnyJobEvent, apply_event
 from services.ingest.jobs.projection import commit_changes
-from services.ingest.receipts.document import ReceiptSigner
-from services.ingest.receipts.issuing import Issuance
+from services.ingest.receipts import Issuance, ReceiptSigner
 from services.ingest.settings import IngestSettings
-from services.ingest.subjects.changes import moved_by_identity
+from services.ingest.subjects import moved_by_identity
 
 log = logging.getLogger(__name__)
 # What ingest consumes, declared once: the other services' events about a job, which it projects

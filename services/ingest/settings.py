@@ -8,8 +8,8 @@ from services.common.settings import AdminApiSettings, refuse_missing_or_weak
 from services.ingest.inputs import screening
 from services.ingest.inputs.prompt_rules import OperatorRule, Policy
 from services.ingest.key_encryption import LocalKeys
-from services.ingest.members.settings import TeamSettings
-from services.ingest.receipts.document import load_signing_key
+from services.ingest.signing_key import load_signing_key
+from services.ingest.team_settings import TeamSettings
 
 
 class IngestSettings(AdminApiSettings, TeamSettings):

@@ -6,8 +6,8 @@ from services.common.identity import new_service_key
 from services.common.provenance import new_signing_credentials
 from services.common.settings import ServiceSettings
 from services.delivery.settings import DeliverySettings
-from services.ingest.receipts.document import new_signing_key_text
 from services.ingest.settings import IngestSettings
+from services.ingest.signing_key import new_signing_key_text
 from services.ledger.settings import LedgerSettings
 from services.router.settings import RouterSettings
 

@@ -25,7 +25,7 @@ from services.common import watermark
 from services.common.templates import Delivery
 from services.delivery import clips
 from services.delivery.postprocess import postprocess
-from services.ingest.provenance import detected_marks
+from services.ingest.receipts.provenance import detected_marks
 from tests.delivery.test_clips import decoded, written
 
 MARK = 0x0A1B2C3D4E5F

@@ -473,7 +473,7 @@ def test_the_cluster_starts_with_the_packaged_provider_registry():
 
 def test_ingest_believes_only_the_ingress_and_sends_invitations_through_smtp(monkeypatch):
     from services.common.http_headers import networks
-    from services.ingest.members.settings import TeamSettings
+    from services.ingest.team_settings import TeamSettings
 
     env = {name: e["value"] for name, e in env_of(of_kind("Deployment")["ingest"]).items() if "value" in e}
     assert networks(json.loads(env["GENLINE_TRUSTED_PROXIES"])) and env["GENLINE_FORWARDED_HEADER"] == "x-forwarded-for"

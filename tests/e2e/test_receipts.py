@@ -23,9 +23,10 @@ from genline_client import ReceiptVerificationError, verify_chain, verify_receip
 from services.common.bus.replay import decoded_envelopes, read_topic_to_end
 from services.common.contracts import TOPICS, JobFinished
 from services.common.storage import Blob
-from services.ingest.receipts.document import ReceiptSigner, canonical, jwk, new_signing_key_text
+from services.ingest.receipts.document import ReceiptSigner, canonical, jwk
 from services.ingest.receipts.replay import ReceiptReplay, replay_receipts
 from services.ingest.settings import IngestSettings
+from services.ingest.signing_key import new_signing_key_text
 from tests.e2e.test_webhooks import receiver  # noqa: F401 - the fixture
 
 

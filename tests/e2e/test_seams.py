@@ -33,8 +33,9 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from services.ingest import session_auth
 from services.ingest.members import sessions
-from services.ingest.store.sessions import SessionTimeouts
+from services.ingest.members.store.sessions import SessionTimeouts
 from tests.e2e.conftest import Tenant, make_tenant
 from tests.e2e.openapi_walk import Field, Operation, read_operations, set_at
 from tests.e2e.test_webhooks import Receiver
@@ -460,7 +461,7 @@ def test_every_operation_answers_every_role_as_the_role_table_says(platform, tea
         for operation in operations:
             for role, (member_id, secret) in team.members.items():
                 opened = team.session(member_id)
-                by_session = {"Cookie": f"{sessions.SESSION_COOKIE}={opened.token}", sessions.CSRF_HEADER: opened.csrf}
+                by_session = {"Cookie": f"{session_auth.SESSION_COOKIE}={opened.token}", session_auth.CSRF_HEADER: opened.csrf}
                 for via, headers in (("session", by_session), ("key", {"Authorization": f"Bearer {secret}"})):
                     status, problem = answered(http, operation, headers)
                     allowed = operation.scopes is None or operation.scopes <= held[role]

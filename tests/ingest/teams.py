@@ -17,7 +17,7 @@ from genline_stack.embedded import create_topics
 from services.common.contracts import all_topics
 from services.ingest.accounts.tenants import Tenant, create_tenant
 from services.ingest.app import build
-from services.ingest.members.sessions import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
+from services.ingest.session_auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
 from services.ingest.settings import IngestSettings
 from tests.mailbox import Mailbox
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from services.common.contracts import AuditRecorded
-from services.ingest.members.sessions import SESSION_COOKIE
+from services.ingest.session_auth import SESSION_COOKIE
 from tests.ingest.teams import Team, session_of, team_on
 from tests.mailbox import Mailbox, smtp_server
 from tests.polling import until

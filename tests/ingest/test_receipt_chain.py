@@ -11,8 +11,9 @@ import pytest
 
 from services.common.db import COMMON_MIGRATIONS, migration_files, together
 from services.ingest.jobs.domain import submitted_view
-from services.ingest.receipts.document import ReceiptSigner, load_signing_key, new_signing_key_text
+from services.ingest.receipts.document import ReceiptSigner
 from services.ingest.receipts.issuing import Issuance, issue
+from services.ingest.signing_key import load_signing_key, new_signing_key_text
 from tests.ingest.test_read_model import SPEC
 from tests.polling import eventually
 

@@ -8,7 +8,7 @@ import base64
 import pytest
 
 from services.common import watermark
-from services.ingest.provenance import SOFT_BINDING_ALGORITHMS, UnresolvableBinding, binding_mark_id, declares
+from services.ingest.receipts.provenance import SOFT_BINDING_ALGORITHMS, UnresolvableBinding, binding_mark_id, declares
 
 MARK = bytes.fromhex("fbef0f1a57ff")  # base64 with both characters the URL-safe alphabet replaces
 

@@ -1,9 +1,9 @@
 """The job view's cost per stage and the margin per template, from the router's calls."""
 
 from services.common.contracts import ProviderCall
+from services.ingest.admin.routes.operations import template_margins
 from services.ingest.domain import Billing, stage_costs
 from services.ingest.jobs.domain import JobView
-from services.ingest.routes.admin import template_margins
 
 
 def call(stage: str, index: int, provider: str, cost: int, latency_ms: int) -> ProviderCall:

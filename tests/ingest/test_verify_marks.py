@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from services.common import video, watermark, watermark_dwt
-from services.ingest.provenance import detected_marks
+from services.ingest.receipts.provenance import detected_marks
 from tests.common.test_watermark import photograph
 
 

@@ -1,11 +1,8 @@
-"""Accounts: tenants, their API keys, the plans they are on and the limits those plans set,
-and where a tenant may have its webhooks sent.
+"""Accounts: tenants, their API keys, the plans they are on and the limits those plans set.
 
 Its modules besides those named above:
     prompt_screening.py  prompts screened at submission, before any hold or provider call
     roles.py             scopes and roles: what a caller may do, written once
     spend_caps.py        what a job is refused at the door for with a 402, as ingest judges it on
                          the ledger's quote
-    webhook_targets.py   where a tenant may ask for webhooks to be sent: checked when a job or an
-                         endpoint names the URL
 """

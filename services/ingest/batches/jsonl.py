@@ -12,7 +12,7 @@ from uuid import UUID
 
 from services.common.problems import Problem
 from services.common.storage import Blob, ObjectStore
-from services.ingest.store.batches import Chunk
+from services.ingest.batches.store import Chunk
 
 ENDPOINTS = ("/v1/images/generations", "/v1/jobs")
 CUSTOM_ID_LENGTH = 64

@@ -9,14 +9,20 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from services.common.problems import Problem
-from services.ingest.compat import errors
-from services.ingest.compat.calls import AnswerShape, checked_job
-from services.ingest.compat.images import ImageGenerationRequest, ImagesResponse, answered_quality, job_request
-from services.ingest.compat.models import ModelBook
-from services.ingest.compat.outcomes import refusal
+from services.ingest.batches.store import DELIVERED
+from services.ingest.compat import (
+    AnswerShape,
+    ImageGenerationRequest,
+    ImagesResponse,
+    ModelBook,
+    answered_quality,
+    checked_job,
+    job_request,
+    refusal,
+    render_error,
+)
 from services.ingest.domain import JobView
 from services.ingest.jobs.submission import JobRequest
-from services.ingest.store.batches import DELIVERED
 
 # Why a line's job did not end before its batch did.
 UNFINISHED = {"expired": ("batch_expired", "the batch expired before this request's job ended; it was canceled"),
@@ -46,7 +52,7 @@ def line_job(body: dict[str, Any], endpoint: str, *, models: ModelBook) -> tuple
 
 
 def refused_body(problem: Problem) -> tuple[int, dict[str, Any]]:
-    rendered = errors.render(problem)
+    rendered = render_error(problem)
     return rendered.status, rendered.body
 
 

@@ -8,11 +8,10 @@ from typing import Any
 
 from services.common.runtime import ServiceRuntime
 from services.ingest.batches import jsonl
+from services.ingest.batches import store as batch_store
 from services.ingest.batches.lines import UNFINISHED, delivered, error_line, never_run_line, output_line
-from services.ingest.compat.images import images_response
-from services.ingest.compat.waiting import Pictures
+from services.ingest.compat import Pictures, images_response
 from services.ingest.domain import JobView
-from services.ingest.store import batches as batch_store
 
 PAGE = 200
 

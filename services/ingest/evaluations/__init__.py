@@ -1,5 +1,10 @@
 """Evaluations: images the line did not make, judged by the scorer's engine as a job's
-candidates are, and charged per image judged; no generation, no provider call.
+candidates are, and charged per image judged; no generation, no provider call. One feature
+package: its routes, its rules and its SQL. Its face exports nothing: app.py mounts its routes
+and starts its runner, and no other feature needs it.
+
+routes.py    `/v1/evaluations`: an evaluation judged at once, a batch of them, and their pages
+store.py     evaluations' SQL
 
 models.py    the request (images from an upload, a URL, a delivered image or base64; a template or
              profile, rules, reference photos) and the verdicts shown

@@ -20,11 +20,11 @@ from fastapi import FastAPI
 from services.common import targets
 from services.common.problems import Problem
 from services.common.rounds import PeriodicRound
-from services.ingest.accounts.webhook_targets import webhook_guard
+from services.ingest.evaluations import store as evaluation_store
 from services.ingest.evaluations.sources import Sources
 from services.ingest.evaluations.work import Workshop, evaluation_of
 from services.ingest.settings import IngestSettings
-from services.ingest.store import evaluations as evaluation_store
+from services.ingest.webhooks import webhook_guard
 
 log = logging.getLogger(__name__)
 AGAIN_S, LEASE_S = 0.05, 120.0

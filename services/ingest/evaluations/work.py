@@ -10,12 +10,12 @@ import httpx
 
 from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
+from services.ingest import subjects
 from services.ingest.evaluations import judging
+from services.ingest.evaluations import store as evaluation_store
 from services.ingest.evaluations.models import MAX_REFERENCES, Evaluation, ImageSource, ImageVerdict, JudgedBy
 from services.ingest.evaluations.sources import Sources
-from services.ingest.store import evaluations as evaluation_store
-from services.ingest.store import subjects as subject_store
-from services.ingest.store.evaluations import ImageOutcome
+from services.ingest.evaluations.store import ImageOutcome
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,8 @@ class Workshop:
         if asked.subject is None:
             return None
         async with self.runtime.pool.connection() as conn:
-            subject = await subject_store.read_subject(conn, asked.subject, tenant_id=tenant_id)
-            photos = await subject_store.subject_photos(conn, asked.subject) \
+            subject = await subjects.read_subject(conn, asked.subject, tenant_id=tenant_id)
+            photos = await subjects.subject_photos(conn, asked.subject) \
                 if subject and subject["state"] != "erased" else []
         keys = [p["object_key"] for p in photos if p["accepted"] and p["object_key"]][:MAX_REFERENCES]
         if not keys:

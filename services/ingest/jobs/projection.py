@@ -14,7 +14,7 @@ from services.ingest import store
 from services.ingest.domain import Change, JobView
 from services.ingest.jobs.domain import finished, progressed
 from services.ingest.jobs.job_log import entries_for, first_entries
-from services.ingest.receipts.issuing import Issuance, issue_receipts
+from services.ingest.receipts import Issuance, issue_receipts
 
 # What commit_changes publishes its announcements with: a statement (Publish.statement's)
 # that it sends with its own last write.

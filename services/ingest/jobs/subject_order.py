@@ -17,9 +17,7 @@ from services.common.db import Conn
 from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
 from services.common.templates import Template
-from services.ingest.store import subjects as subject_store
-from services.ingest.subjects.domain import ORDERABLE
-from services.ingest.subjects.views import subject_ref
+from services.ingest import subjects
 
 StyleName = Annotated[str, StringConstraints(min_length=1, max_length=40)]
 
@@ -87,22 +85,22 @@ async def resolved_subject(runtime: ServiceRuntime, asked: Asked) -> SubjectRef 
         raise Problem(status=422, slug="subject-not-allowed", detail=f"template {name!r} takes no subject; use subject-headshots or"
                       " subject-product", extra={"field": "subject"})
     async with runtime.pool.connection() as conn:
-        row = await subject_store.read_subject(conn, asked.subject_id, tenant_id=asked.tenant_id)
+        row = await subjects.read_subject(conn, asked.subject_id, tenant_id=asked.tenant_id)
         if row is None or row["state"] == "erased":
             raise Problem(status=422, slug="unknown-subject", detail=f"subject: you have no subject {asked.subject_id}",
                           extra={"field": "subject"})
-        photos = await subject_store.subject_photos(conn, asked.subject_id)
+        photos = await subjects.subject_photos(conn, asked.subject_id)
     if row["kind"] != template.subject:
         raise Problem(status=422, slug="subject-kind-mismatch", detail=f"template {name!r} is for a {template.subject}; subject"
                       f" {asked.subject_id} is a {row['kind']}", extra={"field": "subject"})
-    if row["state"] not in ORDERABLE:
+    if row["state"] not in subjects.ORDERABLE:
         raise Problem(status=422, slug="subject-not-ready", detail=f"subject {asked.subject_id} has {row['photos_accepted']} accepted"
                       " photos; it needs 4 before it can be ordered", extra={"field": "subject",
                                                                            "state": row["state"]})
-    return subject_ref(row, photos)
+    return subjects.subject_ref(row, photos)
 
 
 async def note_ordered(conn: Conn, subject: SubjectRef | None, *, at: datetime) -> None:
     """The subject's retention counts from this order (in the submission's transaction)."""
     if subject is not None:
-        await subject_store.ordered(conn, subject.subject_id, at=at)
+        await subjects.ordered(conn, subject.subject_id, at=at)

@@ -43,7 +43,6 @@ from services.ingest import data_keys, store
 from services.ingest.accounts import limits, spend_caps
 from services.ingest.accounts.plans import PlanBook
 from services.ingest.accounts.spend_caps import Submitter
-from services.ingest.accounts.webhook_targets import check_webhook_url
 from services.ingest.inputs import guidance, screening
 from services.ingest.jobs import clip_makers, domain, projection, request_rules, subject_order, video_request
 from services.ingest.jobs.examples import CLIP_FROM_IMAGE_EXAMPLE, JOB_REQUEST_EXAMPLE, VIDEO_JOB_REQUEST_EXAMPLE
@@ -52,6 +51,7 @@ from services.ingest.jobs.video_request import VideoRequest
 from services.ingest.key_encryption import keyring_of
 from services.ingest.ledger_calls import LedgerClient, QuoteAsk, SubjectQuote
 from services.ingest.settings import IngestSettings
+from services.ingest.webhooks import check_webhook_url
 
 # The catalogue's names, as the OpenAPI document lists them; to the type checker, a string.
 if TYPE_CHECKING:

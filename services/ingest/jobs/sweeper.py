@@ -16,8 +16,7 @@ from services.common.runtime import ServiceRuntime
 from services.ingest import store
 from services.ingest.jobs import sweep_rules
 from services.ingest.jobs.projection import commit_changes
-from services.ingest.receipts.document import ReceiptSigner
-from services.ingest.receipts.issuing import Issuance
+from services.ingest.receipts import Issuance, ReceiptSigner
 from services.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)

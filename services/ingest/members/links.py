@@ -20,11 +20,6 @@ class BadLink(Exception):
     """A link that is not ours, was altered, or has expired: nothing more is said."""
 
 
-def digest(token: str) -> str:
-    """What the database keeps of a token (tokens are 192 random bits: one SHA-256 is enough)."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 @dataclass(frozen=True)
 class LinkSigner:
     """Signs and checks the tokens of links meant for `purpose`s (`invitation`, `sign-in`)."""

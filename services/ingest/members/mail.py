@@ -8,7 +8,7 @@ import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
 
-from services.ingest.members.settings import TeamSettings
+from services.ingest.team_settings import TeamSettings
 
 
 @dataclass(frozen=True)

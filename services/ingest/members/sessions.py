@@ -1,31 +1,20 @@
-"""Console sessions: one per sign-in, held on the server (services.ingest.store.sessions). The
-browser holds two cookies: the session's token (HttpOnly, so no script can read it) and a CSRF
-token that the console's script reads and echoes in `X-CSRF-Token` on every request that
-changes something. A change is accepted only with the session's own CSRF token (its hash is
-kept beside the session's) and, when the browser names the page's origin, from this origin:
-a page elsewhere can make the browser send the cookies, never read or echo the token."""
+"""Console sessions: one per sign-in, held on the server (members/store/sessions.py), opened
+at sign-in with their two cookies and ended at sign-out. How a request's session is checked
+(its cookies, its CSRF token) is the kernel's: services/ingest/session_auth.py."""
 
-import hmac
 import secrets
 from dataclasses import dataclass
 from uuid import UUID
 
-from fastapi import Request, Response
+from fastapi import Response
 
 from services.common.audit import Action, member_actor, record_action
 from services.common.db import Conn
-from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
-from services.ingest.members.links import digest
-from services.ingest.members.settings import TeamSettings
-from services.ingest.store import sessions as store
-from services.ingest.store.sessions import SessionTimeouts
-
-# `__Host-`: the browser keeps them only when Secure, for this host alone, for every path.
-SESSION_COOKIE = "__Host-genline-session"
-CSRF_COOKIE = "__Host-genline-csrf"
-CSRF_HEADER = "X-CSRF-Token"
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+from services.ingest.members.store import sessions as store
+from services.ingest.members.store.sessions import SessionTimeouts
+from services.ingest.session_auth import CSRF_COOKIE, SESSION_COOKIE, digest
+from services.ingest.team_settings import TeamSettings
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,23 +66,3 @@ def set_cookies(response: Response, session: OpenedSession) -> None:
 def clear_cookies(response: Response) -> None:
     for name in (SESSION_COOKIE, CSRF_COOKIE):
         response.delete_cookie(name, path="/", secure=True, httponly=name == SESSION_COOKIE, samesite="lax")
-
-
-def own_origin(request: Request, public_url: str | None) -> str:
-    base = public_url or str(request.base_url)
-    scheme, _, rest = base.partition("://")
-    return f"{scheme}://{rest.split('/', 1)[0]}"
-
-
-def check_csrf(request: Request, csrf_hash: str, *, public_url: str | None) -> None:
-    """Refuse (403) a change sent with the session's cookie but without its CSRF token, or
-    from a page of another origin."""
-    if request.method in SAFE_METHODS:
-        return
-    origin = request.headers.get("origin")
-    if origin is not None and origin != own_origin(request, public_url):
-        raise Problem(status=403, slug="csrf-refused", detail=f"a change to this session's account cannot come from {origin[:100]!r}")
-    sent = request.headers.get(CSRF_HEADER, "")
-    if not sent or not hmac.compare_digest(digest(sent), csrf_hash):
-        raise Problem(status=403, slug="csrf-refused", detail=f"a change made with a session must carry its {CSRF_HEADER} header"
-                      " (the console sends it)")

@@ -19,8 +19,8 @@ from services.ingest.accounts import roles
 from services.ingest.key_encryption import Keyring
 from services.ingest.members import oidc, team
 from services.ingest.members.links import LinkSigner
-from services.ingest.store import members as store
-from services.ingest.store.sessions import ProviderRow
+from services.ingest.members.store import members as store
+from services.ingest.members.store.sessions import ProviderRow
 
 
 def secret_context(tenant_id: str) -> uuid.UUID:

@@ -21,10 +21,11 @@ from services.common.db import Conn
 from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
 from services.ingest.accounts import roles
-from services.ingest.members.links import BadLink, LinkSigner, digest
+from services.ingest.members.links import BadLink, LinkSigner
 from services.ingest.members.mail import Mail, Mailer, MailUnsent
-from services.ingest.store import members as store
-from services.ingest.store import sessions as session_store
+from services.ingest.members.store import members as store
+from services.ingest.members.store import sessions as session_store
+from services.ingest.session_auth import digest
 
 
 @dataclass(frozen=True)

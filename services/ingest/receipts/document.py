@@ -19,8 +19,6 @@ issues the job's receipt in the same transaction as the JobFinished that announc
    (genline-client's `verify_receipt` and `verify_chain`).
 """
 
-import base64
-import binascii
 import hashlib
 import json
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ from pydantic import BaseModel, Field
 
 from services.common.contracts import DeliveredImage
 from services.ingest.domain import JobView
+from services.ingest.signing_key import b64url
 
 FORMAT = "genline.receipt.v1"
 ALGORITHM = "EdDSA"
@@ -198,10 +197,6 @@ def receipt_sha256(body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(body)).hexdigest()
 
 
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def key_id(public_key: bytes) -> str:
     """The RFC 7638 thumbprint of the Ed25519 public key's JWK."""
     members = {"crv": "Ed25519", "kty": "OKP", "x": b64url(public_key)}
@@ -211,33 +206,6 @@ def key_id(public_key: bytes) -> str:
 def jwk(public_key: bytes, **extra: Any) -> dict[str, Any]:
     return {"kty": "OKP", "crv": "Ed25519", "x": b64url(public_key), "kid": key_id(public_key), "alg": ALGORITHM,
             "use": "sig"} | extra
-
-
-class InvalidSigningKey(ValueError):
-    pass
-
-
-def load_signing_key(text: str) -> Ed25519PrivateKey:
-    """A PKCS#8 PEM, or the base64url (or base64) of the 32-byte seed."""
-    text = text.strip()
-    try:
-        if text.startswith("-----BEGIN"):
-            key = serialization.load_pem_private_key(text.encode(), password=None)
-        else:
-            key = Ed25519PrivateKey.from_private_bytes(base64.urlsafe_b64decode(
-                text.replace("+", "-").replace("/", "_") + "=" * (-len(text) % 4)))
-    except (ValueError, TypeError, binascii.Error) as error:
-        raise InvalidSigningKey(f"not an Ed25519 private key: {error}") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise InvalidSigningKey("not an Ed25519 private key")
-    return key
-
-
-def new_signing_key_text() -> str:
-    """A fresh key as GENLINE_RECEIPT_SIGNING_KEY takes it."""
-    seed = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                                      serialization.NoEncryption())
-    return b64url(seed)
 
 
 class ReceiptSigner:

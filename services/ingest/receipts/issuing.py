@@ -11,12 +11,12 @@ from uuid import UUID
 from services.common import telemetry
 from services.common.db import Conn, Statement, inserted
 from services.ingest.domain import Change, JobView, with_receipt
+from services.ingest.receipts import store
 from services.ingest.receipts.document import ReceiptSigner, ReceiptStamp, jwk, receipt_body
-from services.ingest.store import receipts as store
-from services.ingest.store.receipts import attributed_totals as attributed_totals
-from services.ingest.store.receipts import chain as chain
-from services.ingest.store.receipts import daily_totals as daily_totals
-from services.ingest.store.receipts import receipt_of as receipt_of
+from services.ingest.receipts.store import attributed_totals as attributed_totals
+from services.ingest.receipts.store import chain as chain
+from services.ingest.receipts.store import daily_totals as daily_totals
+from services.ingest.receipts.store import receipt_of as receipt_of
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,9 @@ from psycopg.rows import TupleRow
 from services.common.bus import Differences, client_options, decoded_envelopes, read_topic_to_end, report
 from services.common.contracts import CreditsReserved, ReservationSettled, TrainingSettled, topic_of
 from services.common.storage import ObjectStore, StorageError
+from services.ingest.receipts import store
 from services.ingest.receipts.document import canonical, receipt_sha256
 from services.ingest.settings import IngestSettings
-from services.ingest.store import receipts as store
 
 
 @dataclass

@@ -1,47 +1,27 @@
-"""Ingest's HTTP routes, one module per resource.
+"""Ingest's HTTP routes, one module per resource, for the features not yet in a package of their
+own (members/, subjects/, webhooks/, receipts/, compat/, batches/, evaluations/ and admin/ hold
+theirs).
 
     account.py           `/v1/quotes` and `/v1/account`: prices and balances, answered by the ledger
                          over gRPC
-    admin.py             the ingest admin API: tenants' retention, and the calibration report
-    admin_members.py     `/admin/v1/tenants/{tenant}/invitations`
-    admin_platform.py    what an operator watches (the console's operator view), behind
-                         `platform:read`, on the admin port
-    admin_tenants.py     `/admin/v1/tenants`
     alerts.py            `/v1/account/alerts`: what a tenant is told before its money runs out, and
                          when
     audit.py             `/v1/audit`: the tenant's audit log, for owners and admins
-    batch_files.py       `/v1/files`: batch input files as OpenAI's Files API takes them
-    batches.py           `/v1/batches`: OpenAI's Batch API
     billing.py           `/v1/billing`: buying credits
     candidates.py        `/v1/jobs/{id}/candidates/{index}/image`
     console.py           `/console`: the web console, a static page and a few hand-written ES
                          modules that call the public `/v1` API
     documentation.py     `/docs/`: the documentation site, served beside the API it documents
-    evaluations.py       `/v1/evaluations`
-    events.py            a job's event log as a page or live as Server-Sent Events, and all of a
-                         tenant's jobs live
     internal.py          `/internal/v1`: the data-key API, for the services that need a job's
                          content in clear
     jobs.py              `/v1/jobs`: submit a job and follow it to its links
     keys.py              `/v1/api-keys`: a tenant's own keys
-    members.py           `/v1/members`, `/v1/service-accounts`, `/v1/invitations`,
-                         `/v1/invitation-links`, `/v1/roles`, `/v1/me`
-    openai_images.py     `/v1/images/generations` and `/v1/images/edits`
     prompt_screening.py  `/v1/account/prompt-screening`
-    provenance.py        provenance for anyone
-    receipts.py          signed job receipts
     root.py              `GET /`: where to go from the API's root: the documentation, the API's
                          document, the console and the keys receipts are verified with
-    sign_in.py           `/v1/sessions`: the console's sessions
-    sso.py               `/v1/sso`: the console's single sign-on through a tenant's own OpenID
-                         Connect provider
-    subjects.py          `/v1/subjects`: the people and products a tenant's jobs may be of, made
-                         known by photos
     templates.py         `/v1/templates`: the template catalogue as a client sees it, priced by the
                          ledger
     uploads.py           `/v1/uploads`: input photos for later jobs, screened before anything is
                          stored
     usage.py             `GET /v1/usage`
-    webhooks.py          `/v1/webhook-endpoints`, `/v1/webhook-attempts`, a job's attempts and the
-                         per-job secret
 """

@@ -10,12 +10,12 @@ from services.common import problems
 from services.common.api import RequestModel
 from services.common.contracts import IdentityMode, Tier
 from services.common.problems import Problem
+from services.ingest import subjects
 from services.ingest.deps import AccountReader, Runtime, Settings
 from services.ingest.jobs.examples import CLIP_FROM_IMAGE_EXAMPLE
 from services.ingest.jobs.submission import MAX_IMAGES
 from services.ingest.jobs.video_request import VideoRequest
 from services.ingest.ledger_calls import Ledger, call_ledger, pb
-from services.ingest.store import subjects as subject_store
 
 # Both answer from the ledger, which may be briefly away (503).
 router = APIRouter(prefix="/v1", tags=["account"], responses=problems.responses(503))
@@ -113,7 +113,7 @@ async def quoted_subject(body: QuoteRequest, tenant: str, *, runtime: Runtime) -
     if body.subject is None:
         return {}
     async with runtime.pool.connection() as conn:
-        row = await subject_store.read_subject(conn, body.subject, tenant_id=tenant)
+        row = await subjects.read_subject(conn, body.subject, tenant_id=tenant)
     if row is None or row["state"] == "erased" or not row["photo_set_sha256"]:
         raise Problem(status=422, slug="unknown-subject", detail=f"subject: you have no subject {body.subject} with accepted photos",
                       extra={"field": "subject"})

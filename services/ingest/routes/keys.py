@@ -17,11 +17,11 @@ from services.common.api import RequestModel, StorableText
 from services.common.audit import Action, record_action
 from services.common.contracts import KeySpendCaps
 from services.common.problems import Problem
+from services.ingest import members
 from services.ingest.accounts import keys, roles, spend_caps
 from services.ingest.accounts.keys import SCOPES
 from services.ingest.deps import Caller, KeysManager, Runtime, Settings
 from services.ingest.ledger_calls import Ledger, LedgerClient
-from services.ingest.store import members as member_store
 
 router = APIRouter(prefix="/v1/api-keys", tags=["keys"])
 Scope = Annotated[str, Field(pattern="^(" + "|".join(SCOPES) + ")$")]
@@ -139,7 +139,7 @@ def new_key_body(issued: keys.IssuedKey, grant: keys.KeyGrant) -> NewApiKey:
 async def check_owned(conn: Any, caller: Caller, *, key_id: UUID) -> None:
     """404 for a key the tenant does not have; 403 for one the caller neither owns nor may
     manage as `keys:admin`."""
-    found, owner = await member_store.key_owner(conn, caller.tenant_id, key_id=key_id)
+    found, owner = await members.key_owner(conn, caller.tenant_id, key_id=key_id)
     if not found:
         raise Problem(status=404, slug="api-key-not-found", detail=f"no API key {key_id}")
     if "keys:admin" not in caller.scopes and not caller.owns(owner):
@@ -156,7 +156,7 @@ async def owner_scopes(conn: Any, caller: Caller, *, owner_id: UUID | None) -> f
                       " 'keys:admin'", extra={"scope": "keys:admin"})
     if owner_id is None:
         return frozenset(SCOPES)
-    owner = await member_store.read_member(conn, caller.tenant_id, member_id=owner_id)
+    owner = await members.read_member(conn, caller.tenant_id, member_id=owner_id)
     if owner is None:
         raise Problem(status=404, slug="member-not-found", detail=f"no member or service account {owner_id}")
     return roles.scopes_of(owner["role"])
@@ -273,7 +273,7 @@ async def move_api_key(key_id: KeyId, body: OwnerRequest, caller: KeysManager, r
     async with runtime.pool.connection() as conn, conn.transaction():
         await check_owned(conn, caller, key_id=moved)
         await owner_scopes(conn, caller, owner_id=body.owner_id)
-        await member_store.set_key_owner(conn, moved, owner_id=body.owner_id)
+        await members.set_key_owner(conn, moved, owner_id=body.owner_id)
         await record_action(runtime, conn, action=Action(actor=caller.actor, name="api_key.move", target=f"api_key:{moved}", tenant_id=caller.tenant_id,
                                                   details={"owner": str(body.owner_id) if body.owner_id else None}))
         row = next(row for row in await keys.list_keys(conn, caller.tenant_id) if row["id"] == moved)

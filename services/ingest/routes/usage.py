@@ -16,7 +16,7 @@ from services.ingest.accounts.plans import Plan, rate_decision
 from services.ingest.deps import AccountReader, Plans, Runtime, Settings
 from services.ingest.domain import Period
 from services.ingest.ledger_calls import call_ledger, pb
-from services.ingest.receipts.issuing import attributed_totals, daily_totals
+from services.ingest.receipts import attributed_totals, daily_totals
 from services.ingest.settings import IngestSettings
 from services.ingest.store import accounts as account_store
 

@@ -1,21 +1,11 @@
-"""The ingest tables, all of ingest's SQL: the job read model (here), its event log
-(log.py), reads over many jobs (listing.py), callers' uploads and rates (callers.py); a
+"""Ingest's SQL, but for a feature package's own (members/store/, subjects/store.py,
+receipts/store.py, compat/store.py, batches/store.py, evaluations/store.py): the job read model (here), its event log
+(log.py), reads over many jobs (listing.py), callers' keys, sessions, uploads and rates (callers.py); a
 submission's write with its data key and Idempotency-Key (here).
 
 Its modules besides those named above:
     accounts.py       the accounts' tables
-    batches.py        batches' SQL: input files and their chunks, batches, each line's job or
-                      refusal, the runner's lease, the counts a batch shows and the pages its output
-                      and error files are made from
     data_keys.py      the `data_keys` table
-    evaluations.py    evaluations' SQL
-    keys_bound.py     the job an Idempotency-Key is bound to, for a caller whose call timed out
-                      before it was answered
-    members.py        the members' tables: members and service accounts, who owns which API key,
-                      invitations and sign-in links
-    receipts.py       the receipts' tables
-    sessions.py       the console's sessions and single sign-on
-    subjects.py       the subjects tables
 """
 
 from collections.abc import Sequence

@@ -1,9 +1,11 @@
-"""Who calls and what they bring: the API key a request carries, its uploads, and the
-request rate of anonymous clients."""
+"""Who calls and what they bring: the API key or the console session a request carries, its
+uploads, and the request rate of anonymous clients."""
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
+
+from psycopg.rows import DictRow
 
 from services.common.db import Conn
 
@@ -12,6 +14,8 @@ if TYPE_CHECKING:
 
 # A key's last use is written at most this often, so a busy key costs no write per request.
 LAST_USED_RESOLUTION = "1 minute"
+# A session's last activity is written at most this often, so a busy console costs no write per request.
+SEEN_RESOLUTION_S = 15
 
 
 async def live_key(conn: Conn, key_hash: str) -> dict[str, Any] | None:
@@ -40,6 +44,22 @@ class NewUpload:
     @property
     def key(self) -> str:
         return f"{self.tenant_id}/uploads/{self.id}.{self.photo.extension}"
+
+
+async def live_session(conn: Conn, token_hash: str, *, idle_s: int) -> DictRow | None:
+    """The session with this token, with its member and the tenant's plan, while it is neither
+    ended, idle longer than `idle_s`, past its absolute expiry, nor its member removed; its last
+    activity written when older than SEEN_RESOLUTION_S."""
+    row = await (await conn.execute(
+        "SELECT s.id, s.tenant_id, s.csrf_hash, s.member_id, m.role, m.email, m.kind, t.plan,"
+        " s.last_seen_at > now() - make_interval(secs => %s) AS fresh"
+        " FROM sessions s JOIN members m ON m.id = s.member_id JOIN tenants t ON t.id = s.tenant_id"
+        " WHERE s.token_hash = %s AND s.ended_at IS NULL AND s.expires_at > now()"
+        " AND s.last_seen_at > now() - make_interval(secs => %s) AND m.removed_at IS NULL",
+        [SEEN_RESOLUTION_S, token_hash, idle_s])).fetchone()
+    if row is not None and not row["fresh"]:
+        await conn.execute("UPDATE sessions SET last_seen_at = now() WHERE id = %s", [row["id"]])
+    return row
 
 
 async def insert_upload(conn: Conn, upload: NewUpload) -> dict[str, Any]:

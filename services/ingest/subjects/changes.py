@@ -15,7 +15,7 @@ from services.common.db import Conn
 from services.common.storage import ObjectStore, StorageError
 from services.ingest import data_keys
 from services.ingest.settings import IngestSettings
-from services.ingest.store import subjects as store
+from services.ingest.subjects import store
 from services.ingest.subjects.domain import Changed, IdentityEvent, Subject, identity_move
 from services.ingest.subjects.views import subject_view
 

@@ -18,7 +18,7 @@ from services.common.storage import ObjectStore
 from services.ingest import data_keys
 from services.ingest.key_encryption import keyring_of
 from services.ingest.settings import IngestSettings
-from services.ingest.store import subjects as store
+from services.ingest.subjects import store
 from services.ingest.subjects.changes import Erasure, current_view, erase
 from services.ingest.subjects.domain import Subject, trigger_word
 

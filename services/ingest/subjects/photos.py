@@ -24,8 +24,7 @@ from services.ingest.inputs import screening
 from services.ingest.inputs.scorer_calls import SubjectQuestion, measure_subject
 from services.ingest.key_encryption import keyring_of
 from services.ingest.settings import IngestSettings
-from services.ingest.store import subjects as store
-from services.ingest.subjects import judging, views
+from services.ingest.subjects import judging, store, views
 from services.ingest.subjects.changes import SubjectChange, write_change
 from services.ingest.subjects.domain import photo_set_sha256, state_after_photos
 

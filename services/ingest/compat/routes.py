@@ -17,6 +17,7 @@ from services.common.problems import Problem
 from services.ingest.accounts.prompt_screening import PromptGate
 from services.ingest.accounts.spend_caps import Submitter
 from services.ingest.compat import forms
+from services.ingest.compat import store as keys_bound
 from services.ingest.compat.calls import AnswerShape, ImageCall, checked_job
 from services.ingest.compat.images import (
     ImageGenerationRequest,
@@ -44,7 +45,6 @@ from services.ingest.jobs.clip_makers import Router
 from services.ingest.jobs.live import LogWatch
 from services.ingest.jobs.submission import JobAdmission
 from services.ingest.ledger_calls import Ledger
-from services.ingest.store import keys_bound
 
 router = APIRouter(prefix="/v1/images", tags=["openai"])
 keys_router = APIRouter(prefix="/v1/idempotency-keys", tags=["jobs"])

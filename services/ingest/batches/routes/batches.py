@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query
 
 from services.common import problems
 from services.common.problems import Problem
+from services.ingest.batches import store as batch_store
 from services.ingest.batches.models import (
     BATCH_EXAMPLE,
     BATCH_PREFIX,
@@ -21,9 +22,8 @@ from services.ingest.batches.models import (
     batch_object,
     internal_id,
 )
+from services.ingest.batches.store import NewBatch
 from services.ingest.deps import BatchRounds, JobsReader, JobsSubmitter, Runtime
-from services.ingest.store import batches as batch_store
-from services.ingest.store.batches import NewBatch
 
 router = APIRouter(prefix="/v1/batches", tags=["openai"])
 WINDOW = timedelta(hours=24)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.common import problems
 from services.common.problems import Problem
 from services.common.provenance import ANCHORS_PATH, subject_names
-from services.ingest import provenance, store
+from services.ingest import store
 from services.ingest.accounts.plans import Plan, rate_decision
 from services.ingest.deps import (
     Runtime,
@@ -29,6 +29,7 @@ from services.ingest.deps import (
     get_settings,
     read_capped,
 )
+from services.ingest.receipts import provenance
 
 router = APIRouter(tags=["provenance"])
 

@@ -14,7 +14,7 @@ from services.common.problems import Problem
 from services.ingest import store
 from services.ingest.deps import JobsReader, JobsSubmitter, Objects, Runtime, Screening, Settings
 from services.ingest.inputs import screening
-from services.ingest.store import subjects as subject_store
+from services.ingest.subjects import store as subject_store
 from services.ingest.subjects.changes import retention_of
 from services.ingest.subjects.domain import PhotoVerdict, Subject
 from services.ingest.subjects.examples import (

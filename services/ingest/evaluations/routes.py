@@ -12,7 +12,6 @@ from services.common import problems
 from services.common.problems import Problem
 from services.ingest.accounts import spend_caps
 from services.ingest.accounts.spend_caps import Submitter
-from services.ingest.accounts.webhook_targets import check_webhook_url
 from services.ingest.deps import (
     Caller,
     EvaluationRounds,
@@ -24,15 +23,16 @@ from services.ingest.deps import (
     Screening,
     Settings,
 )
+from services.ingest.evaluations import store as evaluation_store
 from services.ingest.evaluations.judging import checked_profile
 from services.ingest.evaluations.models import Evaluation, EvaluationBatchRequest, EvaluationRequest, JudgedBy
 from services.ingest.evaluations.sources import Sources
+from services.ingest.evaluations.store import NewEvaluation
 from services.ingest.evaluations.work import Workshop
 from services.ingest.ledger_calls import Ledger, LedgerClient, LedgerStub, QuoteAsk
 from services.ingest.settings import IngestSettings
-from services.ingest.store import evaluations as evaluation_store
 from services.ingest.store.accounts import tenant_plan
-from services.ingest.store.evaluations import NewEvaluation
+from services.ingest.webhooks import check_webhook_url
 
 router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
 RESPONSES = problems.responses(402, 404, 413, 422, 503)

@@ -19,10 +19,10 @@ from services.common.problems import Problem
 from services.ingest.accounts import roles
 from services.ingest.deps import MembersManager, Runtime, Settings, SignedIn, client_address
 from services.ingest.members import sessions, team
+from services.ingest.members.store import members as store
+from services.ingest.members.store import sessions as session_store
 from services.ingest.members.web import sign_in_of
 from services.ingest.members.wiring import Mail, Signer
-from services.ingest.store import members as store
-from services.ingest.store import sessions as session_store
 
 router = APIRouter(prefix="/v1", tags=["members"])
 MEMBER_ID = "5e2b7c10-3a4d-4f6e-8b9a-0c1d2e3f4a5b"

@@ -17,14 +17,15 @@ from services.common.audit import Action, record_action
 from services.common.problems import Problem
 from services.ingest.deps import Runtime, Settings, SignedIn, client_address
 from services.ingest.members import sessions
-from services.ingest.members.links import BadLink, digest
+from services.ingest.members.links import BadLink
 from services.ingest.members.mail import Mail as Message
 from services.ingest.members.mail import MailUnsent
+from services.ingest.members.store import members as member_store
+from services.ingest.members.store import sessions as store
+from services.ingest.members.store.sessions import SessionTimeouts
 from services.ingest.members.web import base_of, sign_in_of, throttle
 from services.ingest.members.wiring import Mail, Signer
-from services.ingest.store import members as member_store
-from services.ingest.store import sessions as store
-from services.ingest.store.sessions import SessionTimeouts
+from services.ingest.session_auth import digest
 
 router = APIRouter(prefix="/v1", tags=["sign-in"])
 TENANT = r"^[a-z0-9][a-z0-9_-]{0,62}$"

@@ -1,4 +1,5 @@
-"""The console's sessions and single sign-on: sessions by the hash of their token, the
+"""The console's sessions and single sign-on: sessions by the hash of their token (the live
+session a request's cookie names is the kernel's read, store/callers.py), the
 tenants' OpenID Connect providers, sign-ins under way, and the id_tokens already used."""
 
 from dataclasses import dataclass
@@ -10,9 +11,6 @@ from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from services.common.db import Conn
-
-# A session's last activity is written at most this often, so a busy console costs no write per request.
-SEEN_RESOLUTION_S = 15
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,22 +40,6 @@ async def insert_session(conn: Conn, session: NewSession) -> DictRow:
         [session.token_hash, session.csrf_hash, session.tenant_id, session.member_id, session.method,
          session.origin, session.user_agent[:300], session.lifetime_s])).fetchone()
     assert row is not None, "an INSERT ... RETURNING gives its row"
-    return row
-
-
-async def live_session(conn: Conn, token_hash: str, *, idle_s: int) -> DictRow | None:
-    """The session with this token, with its member and the tenant's plan, while it is neither
-    ended, idle longer than `idle_s`, past its absolute expiry, nor its member removed; its last
-    activity written when older than SEEN_RESOLUTION_S."""
-    row = await (await conn.execute(
-        "SELECT s.id, s.tenant_id, s.csrf_hash, s.member_id, m.role, m.email, m.kind, t.plan,"
-        " s.last_seen_at > now() - make_interval(secs => %s) AS fresh"
-        " FROM sessions s JOIN members m ON m.id = s.member_id JOIN tenants t ON t.id = s.tenant_id"
-        " WHERE s.token_hash = %s AND s.ended_at IS NULL AND s.expires_at > now()"
-        " AND s.last_seen_at > now() - make_interval(secs => %s) AND m.removed_at IS NULL",
-        [SEEN_RESOLUTION_S, token_hash, idle_s])).fetchone()
-    if row is not None and not row["fresh"]:
-        await conn.execute("UPDATE sessions SET last_seen_at = now() WHERE id = %s", [row["id"]])
     return row
 
 

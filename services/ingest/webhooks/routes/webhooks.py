@@ -20,10 +20,10 @@ from services.common.api import RequestModel
 from services.common.contracts import DEFAULT_ENDPOINT_EVENTS, ENDPOINT_EVENTS, EndpointEvent
 from services.common.problems import Problem
 from services.ingest import store
-from services.ingest.accounts.webhook_targets import check_webhook_url
 from services.ingest.deps import Caller, Runtime, ScopedCaller, Settings
 from services.ingest.jobs.examples import JOB_ID
 from services.ingest.jobs.job_lookup import parse_job_id
+from services.ingest.webhooks.targets import check_webhook_url
 
 router = APIRouter(prefix="/v1", tags=["webhooks"], responses=problems.responses(503))
 

@@ -31,12 +31,11 @@ from services.common.contracts import RetentionSet
 from services.common.problems import Problem
 from services.common.quality.calibration import Judged
 from services.common.quality.profiles import profile_names
-from services.ingest import store
+from services.ingest import store, subjects
 from services.ingest.deps import Runtime, Settings
 from services.ingest.domain import Period
 from services.ingest.inputs.scorer_calls import calibrate
 from services.ingest.jobs.domain import JobView
-from services.ingest.store import subjects as subject_store
 
 router = APIRouter(prefix="/admin/v1", include_in_schema=False)
 # Each route's operator scope; to the type checker, the Operator the dependency yields.
@@ -78,7 +77,7 @@ async def set_retention(runtime: Runtime, operator: TenantsManager, body: Retent
     async with runtime.pool.connection() as conn, conn.transaction():
         if not await store.tenant_exists(conn, tenant_id):
             raise Problem(status=404, slug="tenant-not-found", detail=f"no tenant {tenant_id!r}")
-        await subject_store.set_subject_retention(conn, tenant_id, days=body.subjects_days)
+        await subjects.set_subject_retention(conn, tenant_id, days=body.subjects_days)
         await runtime.emit(conn, RetentionSet(tenant_id=tenant_id, outputs_days=body.outputs_days,
                                               candidates_days=body.candidates_days, subjects_days=body.subjects_days,
                                               set_at=datetime.now(UTC)))

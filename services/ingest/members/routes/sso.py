@@ -23,10 +23,11 @@ from services.common.problems import Problem
 from services.ingest.deps import Runtime, Settings, SsoManager, client_address
 from services.ingest.key_encryption import keyring_of
 from services.ingest.members import oidc, sessions, sso, team
-from services.ingest.members.links import LinkSigner, digest
+from services.ingest.members.links import LinkSigner
+from services.ingest.members.store import sessions as store
 from services.ingest.members.web import redirect_uri, sign_in_of, throttle
 from services.ingest.members.wiring import IdentityProviders, Signer
-from services.ingest.store import sessions as store
+from services.ingest.session_auth import digest
 
 router = APIRouter(prefix="/v1", tags=["sign-in"])
 TENANT = r"^[a-z0-9][a-z0-9_-]{0,62}$"

@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from services.common import problems
 from services.common.problems import Problem
 from services.ingest.batches import jsonl, multipart
+from services.ingest.batches import store as batch_store
 from services.ingest.batches.models import (
     BATCH_PREFIX,
     FILE_EXAMPLE,
@@ -23,10 +24,9 @@ from services.ingest.batches.models import (
     internal_id,
 )
 from services.ingest.batches.results import Contents
-from services.ingest.compat.waiting import Pictures
+from services.ingest.batches.store import NewFile
+from services.ingest.compat import Pictures
 from services.ingest.deps import JobsReader, JobsWriter, Objects, Runtime, Settings
-from services.ingest.store import batches as batch_store
-from services.ingest.store.batches import NewFile
 
 router = APIRouter(prefix="/v1/files", tags=["openai"])
 FORM_OVERHEAD = 64 * 1024
