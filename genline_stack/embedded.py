@@ -48,6 +48,7 @@ from genline_stack.ports import (
 )
 from genline_stack.postgres import (
     POSTGRES_RECOVERY_TIMEOUT_S,
+    allow_connections,
     forget_pgserver_handle,
     postgres_processes,
     require_passwords,
@@ -185,6 +186,9 @@ class EmbeddedStack:
             wait_for_postmaster_ready(pgdata, POSTGRES_RECOVERY_TIMEOUT_S)
             self._postgres = get_server(pgdata, cleanup_mode="stop")
         require_passwords(self._postgres)
+        if allow_connections(self._postgres):  # once for a new data folder: the setting needs a start
+            self._postgres.cleanup()
+            self._postgres = get_server(pgdata, cleanup_mode="stop")
         return self._postgres.get_uri()
 
     def _spawn_seaweedfs(self) -> str:

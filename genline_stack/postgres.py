@@ -1,8 +1,10 @@
 """The embedded stack's PostgreSQL (the `pgserver` wheel): passwords for every role but the
-administrator on its socket, the processes serving a data folder, and waiting out crash recovery."""
+administrator on its socket, room for the connections a stack's fleets take, the processes
+serving a data folder, and waiting out crash recovery."""
 
 import atexit
 import contextlib
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,6 +53,24 @@ def require_passwords(server: "PostgresServer") -> None:
     if hba.read_text() != PG_HBA:
         hba.write_text(PG_HBA)
         server.psql("SELECT pg_reload_conf();")
+
+
+# A service holds some twelve connections (its pool, its listeners, its migrations), so five
+# services take about sixty of PostgreSQL's default hundred; a replica, a second fleet beside the
+# first (the tests' own fleets, a rolling update's other release) or the operator's commands
+# then run out ("remaining connection slots are reserved").
+MAX_CONNECTIONS = 400
+
+
+def allow_connections(server: "PostgresServer") -> bool:
+    """Sets max_connections to MAX_CONNECTIONS where it is lower; whether the server must
+    start again for it to hold."""
+    said = server.psql("SELECT setting FROM pg_settings WHERE name = 'max_connections';")
+    match = re.search(r"^\s*(\d+)\s*$", said, flags=re.M)
+    if match is not None and int(match.group(1)) >= MAX_CONNECTIONS:
+        return False
+    server.psql(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS};")
+    return True
 
 
 def postgres_processes(pgdata: Path) -> list[psutil.Process]:

@@ -16,6 +16,7 @@ from genline_stack.ports import (
     free_port,
     free_ports_with_grpc_neighbours,
 )
+from genline_stack.postgres import MAX_CONNECTIONS
 from services.common.settings import ServiceSettings
 from services.common.storage import Blob, ObjectStore
 from tests.kafka import read_topic
@@ -65,6 +66,16 @@ async def partitions_of_a_topic_the_broker_creates_itself(bootstrap: str) -> set
         return producer.client.cluster.partitions_for_topic(topic) or set()
     finally:
         await producer.stop()
+
+
+def test_the_embedded_postgresql_has_room_for_several_fleets_at_once(session_stack):
+    """Five services take some sixty connections: PostgreSQL's default hundred ran out with a
+    second fleet beside the first (a test's own, a rolling update's other release)."""
+    stack, endpoints = session_stack
+    if not isinstance(stack, EmbeddedStack):
+        pytest.skip("the container stack's PostgreSQL is configured by its image")
+    with psycopg.connect(endpoints.database_url) as conn:
+        assert int(conn.execute("SHOW max_connections").fetchone()[0]) == MAX_CONNECTIONS >= 300
 
 
 def test_a_topic_the_broker_creates_on_its_own_has_the_stacks_partitions(session_stack):
