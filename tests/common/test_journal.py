@@ -124,18 +124,20 @@ async def test_a_rotation_cut_short_by_a_crash_is_finished_before_anything_is_pu
         reader = await Reader.join(broker.bootstrap, ledger.topic, ledger.group("ingest"))
         await ledger.grant(20)
         await reader.read(set(range(20)))
-        # A rotation noted its targets and re-created the topic, then its process died.
+        # A rotation noted its targets and re-created the topic, then its process died. It
+        # held the journal's lock meanwhile, as a rotation does: the live journal's next look
+        # must not finish the rotation before the topic is gone.
         ends = await kafka_admin.high_watermarks(ledger.runtime.relay._producer.client, ledger.topic,
                                                  partitions=list(range(TOPIC_PARTITIONS)))
-        async with ledger.runtime.pool.connection() as conn:
+        async with ledger.runtime.journal.exclusive() as conn:
             for partition, end in ends.items():
                 await conn.execute("INSERT INTO outbox_partitions (topic, partition, rotate_to) VALUES (%s, %s, %s)"
                                    " ON CONFLICT (topic, partition) DO UPDATE SET rotate_to = excluded.rotate_to",
                                    [ledger.topic, partition, end])
-        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
-        await admin.start()
-        await kafka_admin.recreate_topic(admin, NewTopic(ledger.topic, TOPIC_PARTITIONS, 1))
-        await admin.close()
+            admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+            await admin.start()
+            await kafka_admin.recreate_topic(admin, NewTopic(ledger.topic, TOPIC_PARTITIONS, 1))
+            await admin.close()
 
         await ledger.grant(10)
         await reader.read(set(range(30)))
