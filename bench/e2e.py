@@ -222,7 +222,7 @@ async def in_process(endpoints: Endpoints, jobs: int, side: int, candidates: int
             painted_cpu = time.process_time()
             # As the scorer service scores an attempt: in tiers, until the job's one image is known.
             scoring = Scoring(profile=profile, prompt=PROMPT, requested_size=(side, side), tiered=True,
-                              enough=Enough(1, tuple(range(candidates))))
+                              enough=Enough(images=1, indices=tuple(range(candidates))))
             verdicts = scorer.score([p.png for p in painted], scoring)
             scored_cpu = time.process_time()
             best = max(range(candidates), key=lambda n: (verdicts[n].passed, verdicts[n].score))

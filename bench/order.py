@@ -128,7 +128,7 @@ def work_in_process(order: Order, side: int, batch: int) -> float:
             painted = generator.paint(CandidateRange(prompt=PROMPT, seed=start, count=count))
             indices = tuple(range(start, start + count))
             scoring = Scoring(profile=profile, prompt=PROMPT, requested_size=(side, side), tiered=True,
-                              enough=Enough(order.images, indices, passed))
+                              enough=Enough(images=order.images, indices=indices, passed_before=passed))
             verdicts = scorer.score([p.png for p in painted], scoring)
             passed += tuple((v.score, i) for v, i in zip(verdicts, indices, strict=True) if v.passed)
     return time.perf_counter() - clock

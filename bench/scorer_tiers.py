@@ -86,7 +86,7 @@ def tier_comparison(scorer: Scorer, name: str, jobs: list[list[bytes]], referenc
     profile = load_profile(name)
     whole = lambda job: scorer.score(job, Scoring(profile=profile, reference=reference))  # noqa: E731
     tiered = lambda job: scorer.score(job, Scoring(profile=profile, reference=reference, tiered=True,  # noqa: E731
-                                                   enough=Enough(JOB_IMAGES, tuple(range(len(job))))))
+                                                   enough=Enough(images=JOB_IMAGES, indices=tuple(range(len(job))))))
     walk = scorer.walk_of(Scoring(profile=profile, reference=reference))
     whole(jobs[0][:2]), tiered(jobs[0][:2])  # loads the models
     cpu = {"all": 0.0, "tiered": 0.0, "oracle": 0.0, "bound": 0.0}

@@ -8,10 +8,10 @@ the job's best K are known, counting the candidates of its earlier attempts that
 template that asks for every dimension (`score_all`), or an attempt that comes without
 its job, is measured in full. A job across styles is measured style by style, its styles side
 by side, each until its own share's best are known, counting what the selection took of it so
-far (`selection.lots`;
-two near-duplicates passing in one batch may stop a style early, and the shortfall is then
-asked for again). A job of a subject is judged against it (`subjects`), opened once for all
-its chunks and attempts; one whose subject was erased fails."""
+far (`selection.lots`; in an order of different pictures a passing candidate alike a better
+one of its style does not count, so the style measures on for a different one; a shortfall
+left is asked for again). A job of a subject is judged against it (`subjects`), opened once
+for all its chunks and attempts; one whose subject was erased fails."""
 
 import asyncio
 import logging
@@ -245,7 +245,9 @@ async def score_lots(scorer: Scorer, images: Sequence[bytes], *, styled: Sequenc
 def lot_scoring(scoring: Scoring, lot: Lot, *, batch: Sequence[CandidateRef], tiered: bool) -> Scoring:
     """How one style's candidates of a batch are scored: tiered, until its own share's best are
     known (`Enough`), where the job allows it."""
-    enough = Enough(lot.share, tuple(batch[p].index for p in lot.positions), lot.selected) if tiered and lot.share else None
+    enough = Enough(images=lot.share, indices=tuple(batch[p].index for p in lot.positions), passed_before=lot.selected,
+                    distinct=lot.distinct,
+                    prints=lot.prints) if tiered and lot.share else None
     return replace(scoring, tiered=tiered, enough=enough)
 
 

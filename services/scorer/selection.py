@@ -22,7 +22,7 @@ job's styles, and never two pictures alike.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from services.common.contracts import JobSpec
@@ -144,13 +144,17 @@ def select(order: SelectionAsk, candidates: Sequence[Selectable], *, fill: bool 
 @dataclass(frozen=True, kw_only=True)
 class Lot:
     """The candidates of one style in a batch being scored (`positions` in it), the style's
-    `share`, and the (score, index) of the job's candidates of that style selected so far:
-    a style's lot is measured only until its own best are known (`tiers.Enough`)."""
+    `share`, the (score, index) of the job's candidates of that style selected so far and
+    their fingerprints by index, and whether the job asks for different pictures: a style's
+    lot is measured only until its own best are known (`tiers.Enough`), a near-duplicate of a
+    better one not counted among them."""
 
     style: str | None
     positions: list[int]
     share: int
     selected: tuple[tuple[float, int], ...]
+    prints: dict[int, str] = field(default_factory=dict)
+    distinct: bool = False
 
 
 def lots(order: SelectionAsk, batch: Sequence[Styled], *, passing: Sequence[Selectable]) -> list[Lot]:
@@ -161,5 +165,7 @@ def lots(order: SelectionAsk, batch: Sequence[Styled], *, passing: Sequence[Sele
     for position, candidate in enumerate(batch):
         by_style.setdefault(order.style_of(candidate), []).append(position)
     return [Lot(style=style, positions=positions, share=order.room(style),
-                selected=tuple((c.score, c.index) for c in chosen if order.style_of(c) == style))
+                selected=tuple((c.score, c.index) for c in chosen if order.style_of(c) == style),
+                prints={c.index: c.fingerprint for c in chosen if order.style_of(c) == style and c.fingerprint},
+                distinct=order.distinct)
             for style, positions in by_style.items()]

@@ -171,10 +171,10 @@ def ordered(tenant: Tenant, subject: dict, **fields) -> dict:
 def delivered_across_the_styles(job: dict) -> int:
     """The pictures delivered (their count): the 12 asked for, each the subject, in every one of
     the six styles, each style's share of two where its candidates passed (one short of them
-    filled from the others: the order's 48 candidates are all it may generate). One exception,
-    the scorer's: it stops measuring once K candidates pass, two near-duplicates among them
-    included, so a style whose two passing pictures are alike ships one, and the order is
-    partial by that one."""
+    filled from the others: the order's 48 candidates are all it may generate). A style
+    ships fewer than its passing candidates only where they are alike (the scorer measures
+    on past a near-duplicate, but a style may have no second different picture), and the
+    order is partial by that one."""
     passing = [s for s in job["scores"] if s["passed"]]
     by_style = Counter(s["style"] for s in passing)
     chosen = [s for s in job["scores"] if s["index"] in job["selected"]]

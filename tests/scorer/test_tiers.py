@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from services.common.quality.dimensions import registered
+from services.common.quality.fingerprints import near_duplicates
 from services.common.quality.profiles import load_profile
 from services.router.providers.painter import CandidateRange, LocalGenerator
 from services.scorer.dimensions import (
@@ -155,7 +156,7 @@ def test_enough_not_all_delivers_the_best_k_of_measuring_everything(scorer, jobs
     skipped = 0
     for job in jobs:
         everything = scorer.score(job, Scoring(profile=profile))
-        tiered = scorer.score(job, Scoring(profile=profile, tiered=True, enough=Enough(k, tuple(range(len(job))))))
+        tiered = scorer.score(job, Scoring(profile=profile, tiered=True, enough=Enough(images=k, indices=tuple(range(len(job))))))
 
         assert select_best(tiered, k) == select_best(everything, k)
         for full, tier in zip(everything, tiered):
@@ -183,7 +184,7 @@ def test_the_tiers_after_the_first_are_measured_best_first(scorer, jobs, counted
         for job in jobs:
             everything = scorer.score(job, Scoring(profile=profile))
             middle.measured = counted.measured = 0
-            tiered = scorer.score(job, Scoring(profile=profile, tiered=True, enough=Enough(1, tuple(range(len(job))))))
+            tiered = scorer.score(job, Scoring(profile=profile, tiered=True, enough=Enough(images=1, indices=tuple(range(len(job))))))
             assert select_best(tiered, 1) == select_best(everything, 1)
             survivors += sum(not set(full.failed) & set(TIER_ONE) for full in everything)
             measured_middle, measured_last = measured_middle + middle.measured, measured_last + counted.measured
@@ -199,7 +200,7 @@ def test_enough_not_all_on_portraits_selects_as_measuring_everything(scorer, por
     for k in (1, 2):
         everything = scorer.score(portraits, Scoring(profile=profile, reference=portraits[0]))
         tiered = scorer.score(portraits, Scoring(profile=profile, reference=portraits[0], tiered=True,
-                                                 enough=Enough(k, tuple(range(len(portraits))))))
+                                                 enough=Enough(images=k, indices=tuple(range(len(portraits))))))
         assert select_best(tiered, k) == select_best(everything, k)
         assert all(full.passed or not v.passed for v, full in zip(tiered, everything))
         assert all(v.passed == full.passed for v, full in zip(tiered, everything) if v.judged)
@@ -214,7 +215,7 @@ def test_a_job_whose_best_candidates_fail_measures_the_next_ones(photos, scorer)
     moderating_faces = Equipment(device=scorer.device, load_entry_points=False, moderated_classes=frozenset({"FACE_FEMALE"}))
     with Scorer(moderating_faces) as strict:
         everything = strict.score(images, Scoring(profile=load_profile("generic")))
-        tiered = strict.score(images, Scoring(profile=load_profile("generic"), tiered=True, enough=Enough(1, (0, 1, 2))))
+        tiered = strict.score(images, Scoring(profile=load_profile("generic"), tiered=True, enough=Enough(images=1, indices=(0, 1, 2))))
     assert [v.passed for v in everything] == [False, False, True]
     assert [v.passed for v in tiered] == [False, False, True]
     assert tiered[0].failed == tiered[1].failed == ("nsfw",)
@@ -225,10 +226,38 @@ def test_candidates_of_earlier_attempts_count_towards_enough(scorer, jobs):
     reach measures none of this attempt's last tier: none of them could be selected."""
     job = jobs[0]
     tiered = scorer.score(job, Scoring(profile=load_profile("generic"), tiered=True,
-                                       enough=Enough(2, tuple(range(10, 10 + len(job))),
+                                       enough=Enough(images=2, indices=tuple(range(10, 10 + len(job))),
                                                      passed_before=((50.0, 0), (40.0, 1)))))
     assert not any(v.passed for v in tiered)
     assert all(v.not_measured == ("nsfw",) for v in tiered)
+
+
+def test_an_order_of_different_pictures_measures_on_past_a_near_duplicate(scorer, jobs):
+    """The best painting of a job twice among its candidates: a plain job of two stops once
+    both copies pass; one that asks for different pictures counts the copy as no pass and
+    measures on, so that its two best different pictures are known, as measuring everything
+    finds them."""
+    profile = load_profile("generic")
+    job = next(job for job in jobs if sum(v.passed for v in scorer.score(job, Scoring(profile=profile))) >= 3)
+    everything = scorer.score(job, Scoring(profile=profile))
+    best = max((v for v in everything if v.passed), key=lambda v: v.score)
+    twice = [job[everything.index(best)], *job]
+    indices = tuple(range(len(twice)))
+
+    plain = scorer.score(twice, Scoring(profile=profile, tiered=True, enough=Enough(images=2, indices=indices)))
+    different = scorer.score(twice, Scoring(profile=profile, tiered=True, enough=Enough(images=2, indices=indices, distinct=True)))
+
+    def passing_prints(verdicts) -> list[str]:
+        return [v.fingerprint for v in verdicts if v.passed]
+
+    alike = passing_prints(plain)
+    assert len(alike) == 2 and near_duplicates(*alike), "the plain job stopped at the two copies"
+    found = sorted((v for v in different if v.passed), key=lambda v: -v.score)
+    distinct = [found[0]] + [v for v in found[1:] if not near_duplicates(v.fingerprint, found[0].fingerprint)]
+    assert len(distinct) >= 2, "the order of different pictures measured on to a second, different one"
+    second_best = max((v for v in everything if v.passed and not near_duplicates(v.fingerprint, best.fingerprint)),
+                      key=lambda v: v.score)
+    assert distinct[1].score == second_best.score
 
 
 def test_ceilings_bound_the_scores_of_passing_candidates(scorer, jobs, portraits):
@@ -275,7 +304,7 @@ def test_a_weighted_dimension_without_limits_is_measured_wherever_it_could_rank(
     that of measuring everything."""
     profile = load_profile("headshot", QualityRules(thresholds={"eyes_open": {"weight": 1.0}}))
     everything = scorer.score(portraits, Scoring(profile=profile))
-    tiered = scorer.score(portraits, Scoring(profile=profile, tiered=True, enough=Enough(1, tuple(range(len(portraits))))))
+    tiered = scorer.score(portraits, Scoring(profile=profile, tiered=True, enough=Enough(images=1, indices=tuple(range(len(portraits))))))
     assert select_best(tiered, 1) == select_best(everything, 1)
     survivors = [t for t, e in zip(tiered, everything) if not set(e.failed) & set(TIER_ONE)]
     assert len(survivors) >= 4

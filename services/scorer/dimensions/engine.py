@@ -255,9 +255,10 @@ class Scorer:
         waiting = dict(trail.kept)
         ceilings = {i: ceiling(i) for i in waiting}
         passing = list(enough.passed_before)
-        while waiting and not enough.settled(passing, list(ceilings.values())):
+        prints = {enough.indices[i]: image.fingerprint for i, image in enumerate(progress)}
+        while waiting and not enough.settled(passing, list(ceilings.values()), prints=prints):
             ranked = sorted(waiting, key=lambda i: (-ceilings[i][0], -walk.score(progress[i]), enough.indices[i]))
-            chunk = ranked[: enough.wanted(passing)]
+            chunk = ranked[: enough.wanted(passing, prints=prints)]
             measured = self._measure_kept([(waiting[i], images[i], walk.steps[progress[i].steps_done]) for i in chunk],
                                           walk.steps[-1], turn=turn)
             for index in chunk:

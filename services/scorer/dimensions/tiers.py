@@ -25,7 +25,8 @@ A tiered walk measures one step at a time and judges it before the next:
    best first: each round measures the next tier of the images whose ceilings (below)
    rank highest — as many as the job still needs — and an image's ceiling falls as its
    tiers are measured. Measuring stops once the job has K passing images (its earlier
-   attempts' count too) and no image still waiting could outrank the K-th of them. Those
+   attempts' count too; in an order of different pictures, none alike a better one) and no
+   image still waiting could outrank the K-th of them. Those
    left have no verdict (neither passed nor failed): "nsfw unmeasured: measuring stopped
    once the job had K passing candidates that this one could not outrank". A job whose
    best images fail measures the next ones.
@@ -51,6 +52,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from services.common.quality.dimensions import TIERS, Bounds, Dimension
+from services.common.quality.fingerprints import near_duplicates
 from services.scorer.dimensions import built_in  # noqa: F401 — registers the built-in measures
 from services.scorer.dimensions.core import (
     DimensionResult,
@@ -337,15 +339,21 @@ def outranks(one: Ranking, other: Ranking) -> bool:
     return one[0] > other[0] or (one[0] == other[0] and one[1] < other[1])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Enough:
     """When a job has enough: `images` (K) passing candidates. `indices` are the job's
     indices of the images scored now, in their order (ties go to the lower); `passed_before`
-    the (score, index) of its candidates that passed in earlier attempts."""
+    the (score, index) of its candidates that passed in earlier attempts. A job that asks for
+    different pictures (`distinct`: an order of a subject, or across styles) counts a passing
+    image alike a better one (the selection's near-duplicates) as no pass, so that it measures
+    on for a different one; `prints` are the fingerprints of its images by job index, those of
+    `passed_before` among them (those scored now come with the call)."""
 
     images: int
     indices: tuple[int, ...]
     passed_before: tuple[Ranking, ...] = ()
+    distinct: bool = False
+    prints: Mapping[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.images < 1:
@@ -353,17 +361,36 @@ class Enough:
 
     def of(self, positions: Sequence[int]) -> "Enough":
         """The same job, for the images at `positions` of this call only."""
-        return Enough(self.images, tuple(self.indices[p] for p in positions), self.passed_before)
+        return replace(self, indices=tuple(self.indices[p] for p in positions))
 
-    def wanted(self, passing: Sequence[Ranking]) -> int:
+    def counted(self, passing: Sequence[Ranking], *, prints: Mapping[int, str | None]) -> list[Ranking]:
+        """The passing images that count, best first: all of them, or for a `distinct` job
+        those the selection could take, none alike one better than it."""
+        best_first = sorted(passing, key=lambda ranking: (-ranking[0], ranking[1]))
+        if not self.distinct:
+            return best_first
+        counted: list[Ranking] = []
+        seen: list[str] = []
+        for ranking in best_first:
+            fingerprint = prints.get(ranking[1]) or self.prints.get(ranking[1])
+            if fingerprint is not None and any(near_duplicates(fingerprint, other) for other in seen):
+                continue
+            counted.append(ranking)
+            if fingerprint is not None:
+                seen.append(fingerprint)
+        return counted
+
+    def wanted(self, passing: Sequence[Ranking], *, prints: Mapping[int, str | None]) -> int:
         """How many images to measure next: as many as still lack, at least one."""
-        return max(1, self.images - len(passing))
+        return max(1, self.images - len(self.counted(passing, prints=prints)))
 
-    def settled(self, passing: Sequence[Ranking], waiting: Sequence[Ranking]) -> bool:
-        """K pass, and no waiting image's ceiling outranks the K-th best of them."""
-        if len(passing) < self.images:
+    def settled(self, passing: Sequence[Ranking], waiting: Sequence[Ranking], *,
+                prints: Mapping[int, str | None]) -> bool:
+        """K count, and no waiting image's ceiling outranks the K-th best of them."""
+        counted = self.counted(passing, prints=prints)
+        if len(counted) < self.images:
             return False
-        kth = sorted(passing, key=lambda ranking: (-ranking[0], ranking[1]))[self.images - 1]
+        kth = counted[self.images - 1]
         return not any(outranks(ceiling, kth) for ceiling in waiting)
 
     @property
