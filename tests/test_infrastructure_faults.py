@@ -117,6 +117,28 @@ def charges_per_job(database_url: str, job_ids: list[str]) -> Counter:
             " WHERE e.kind = 'charge' AND t.job_id::text = ANY(%s) GROUP BY t.job_id", [job_ids]).fetchall()))
 
 
+def where_jobs_wait(platform: Platform, tenant, job_ids: list[str]) -> str:
+    """For jobs that did not end (or were not settled): their last events in ingest's log, the router's attempts of
+    them and what the services' logs say of them, so that a run that fails says where."""
+    views = {job_id: tenant.job(job_id) for job_id in job_ids}
+    waiting = [job_id for job_id, view in views.items()
+               if view["state"] not in FINAL_STATES or view["billing"]["state"] not in ("settled", "rejected")]
+    lines = [f"{len(waiting)} jobs not final or not settled: {[(views[j]['state'], views[j]['billing']['state']) for j in waiting[:10]]}"]
+    with psycopg.connect(platform.endpoints.database_url) as conn:
+        for row in conn.execute("SELECT job_id::text, attempt, state, claimed_by, claimed_until, tries, requested_at"
+                                " FROM router.attempt_requests WHERE job_id::text = ANY(%s) ORDER BY requested_at",
+                                [waiting]).fetchall():
+            lines.append(f"router attempt {row}")
+    for job_id in waiting[:3]:
+        events = tenant.http.get(f"/v1/jobs/{job_id}/events", params={"limit": 50}).json().get("data", [])
+        lines.append(f"{job_id} events: {[(e.get('type'), e.get('time'), e.get('payload', {}).get('state')) for e in events]}")
+    for path in sorted((platform.data_dir / "logs").glob("*.log")):
+        said = [line for line in path.read_text(errors="replace").splitlines()
+                if any(job_id in line for job_id in waiting) or "Traceback" in line or "ERROR" in line]
+        lines += [f"{path.name}: {line[:400]}" for line in said[-40:]]
+    return "\n".join(lines)
+
+
 def test_jobs_end_through_kills_of_postgres_the_broker_and_every_service(tmp_path):
     platform = Platform(tmp_path / "data")
     try:
@@ -138,7 +160,11 @@ def test_jobs_end_through_kills_of_postgres_the_broker_and_every_service(tmp_pat
         assert stream.error is None, f"the stream of jobs broke off: {stream.error!r}"
         submitted_for_s = time.monotonic() - started
 
-        jobs = tenant.wait_settled(stream.job_ids, timeout_s=300)
+        try:
+            jobs = tenant.wait_settled(stream.job_ids, timeout_s=300)
+        except AssertionError:
+            print(where_jobs_wait(platform, tenant, stream.job_ids))
+            raise
         final_after_s = time.monotonic() - started
         states = Counter(job["state"] for job in jobs.values())
         print(f"\n{len(jobs)} jobs over {submitted_for_s:.0f} s; faults {dict(faults)}; every job final"
