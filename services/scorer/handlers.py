@@ -246,8 +246,7 @@ def lot_scoring(scoring: Scoring, lot: Lot, *, batch: Sequence[CandidateRef], ti
     """How one style's candidates of a batch are scored: tiered, until its own share's best are
     known (`Enough`), where the job allows it."""
     enough = Enough(images=lot.share, indices=tuple(batch[p].index for p in lot.positions), passed_before=lot.selected,
-                    distinct=lot.distinct,
-                    prints=lot.prints) if tiered and lot.share else None
+                    distinct=lot.distinct, prints=lot.prints) if tiered and lot.share else None
     return replace(scoring, tiered=tiered, enough=enough)
 
 
