@@ -3,6 +3,7 @@ started again while it serves, and on SIGTERM down with no process left behind; 
 on the same data, it reuses the demo tenant and its key and grants nothing."""
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -103,7 +104,8 @@ def test_sigterm_stops_every_process_the_stack_started_and_a_second_run_reuses_t
         # PostgreSQL dies (postmaster and backends): started again on its data, it recovers.
         pgdata = tmp_path / "data" / "pgdata"
         for process in postgres_processes(pgdata):
-            process.kill()
+            with contextlib.suppress(psutil.NoSuchProcess):  # a backend that ended with its postmaster
+                process.kill()
         read_until(launcher, "PostgreSQL exited; starting it again on its data")
         # A service dies: started again, as an orchestrator would.
         [delivery] = [p for p in psutil.Process(launcher.pid).children(recursive=True)
