@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from services.common.contracts import JobSpec
-from services.common.quality.fingerprints import near_duplicates
+from services.common.quality.fingerprints import alike_any
 
 
 class Styled(Protocol):
@@ -118,7 +118,7 @@ def select(order: SelectionAsk, candidates: Sequence[Selectable], *, fill: bool 
 
     def distinct(position: int) -> bool:
         fingerprint = candidates[position].fingerprint
-        return not order.distinct or fingerprint is None or not any(near_duplicates(fingerprint, p) for p in prints)
+        return not order.distinct or fingerprint is None or not alike_any(fingerprint, prints)
 
     def take(position: int) -> None:
         chosen.append(position)
@@ -164,8 +164,11 @@ def lots(order: SelectionAsk, batch: Sequence[Styled], *, passing: Sequence[Sele
     by_style: dict[str | None, list[int]] = {}
     for position, candidate in enumerate(batch):
         by_style.setdefault(order.style_of(candidate), []).append(position)
+    chosen_by_style: dict[str | None, list[Selectable]] = {}
+    for candidate in chosen:
+        chosen_by_style.setdefault(order.style_of(candidate), []).append(candidate)
     return [Lot(style=style, positions=positions, share=order.room(style),
-                selected=tuple((c.score, c.index) for c in chosen if order.style_of(c) == style),
-                prints={c.index: c.fingerprint for c in chosen if order.style_of(c) == style and c.fingerprint},
+                selected=tuple((c.score, c.index) for c in chosen_by_style.get(style, ())),
+                prints={c.index: c.fingerprint for c in chosen_by_style.get(style, ()) if c.fingerprint},
                 distinct=order.distinct)
             for style, positions in by_style.items()]

@@ -8,6 +8,7 @@ across styles to keep two near-duplicates from both shipping.
 """
 
 import io
+from collections.abc import Iterable
 from functools import lru_cache
 
 import numpy as np
@@ -53,3 +54,8 @@ def distance(a: str, b: str) -> int:
 
 def near_duplicates(a: str, b: str) -> bool:
     return distance(a, b) <= NEAR_DUPLICATE_BITS
+
+
+def alike_any(fingerprint: str, others: Iterable[str]) -> bool:
+    """Whether the picture is a near-duplicate of one of `others`."""
+    return any(near_duplicates(fingerprint, other) for other in others)

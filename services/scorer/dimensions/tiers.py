@@ -52,7 +52,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from services.common.quality.dimensions import TIERS, Bounds, Dimension
-from services.common.quality.fingerprints import near_duplicates
+from services.common.quality.fingerprints import alike_any
 from services.scorer.dimensions import built_in  # noqa: F401 — registers the built-in measures
 from services.scorer.dimensions.core import (
     DimensionResult,
@@ -373,7 +373,7 @@ class Enough:
         seen: list[str] = []
         for ranking in best_first:
             fingerprint = prints.get(ranking[1]) or self.prints.get(ranking[1])
-            if fingerprint is not None and any(near_duplicates(fingerprint, other) for other in seen):
+            if fingerprint is not None and alike_any(fingerprint, seen):
                 continue
             counted.append(ranking)
             if fingerprint is not None:
