@@ -4,7 +4,7 @@ of jobs of many images drains, against the same job on an idle platform.
 Starts the embedded stack and the five services as separate processes (bench/e2e.py's platform),
 with bench/e2e.py's local provider, which paints without latency or defects and takes 64 calls
 at once; its paintings are made on this machine's cores by the router's painting workers, in
-fair turns by tenant (services/router/providers/painting_workers.py). (With its calls bounded
+fair turns by tenant (services/router/providers/local/painting_workers.py). (With its calls bounded
 by the cores instead, the one-image job waited for one of the flood's calls of 8 paintings to
 end before its own could start.) Then:
 

@@ -74,7 +74,7 @@ from services.ingest.settings import IngestSettings  # noqa: E402
 from services.ledger.app import grant  # noqa: E402
 from services.ledger.records import CreditGrant  # noqa: E402
 from services.ledger.settings import LedgerSettings  # noqa: E402
-from services.router.providers.painter import CandidateRange, LocalGenerator  # noqa: E402
+from services.router.providers.local.painter import CandidateRange, LocalGenerator  # noqa: E402
 from services.scorer.dimensions import Equipment, Scorer, Scoring  # noqa: E402
 from services.scorer.dimensions.tiers import Enough  # noqa: E402
 

@@ -38,7 +38,7 @@ from bench.e2e import PROMPT, Watcher, start_platform, submit, tenant  # noqa: E
 from genline_stack.fleet import SERVICES  # noqa: E402
 from genline_stack.stopping import run_stoppable, signals_held  # noqa: E402
 from services.common.quality.profiles import job_profile  # noqa: E402
-from services.router.providers.painter import CandidateRange, LocalGenerator  # noqa: E402
+from services.router.providers.local.painter import CandidateRange, LocalGenerator  # noqa: E402
 from services.scorer.dimensions import Equipment, Scorer, Scoring  # noqa: E402
 from services.scorer.dimensions.tiers import Enough  # noqa: E402
 from services.scorer.settings import ScorerSettings  # noqa: E402

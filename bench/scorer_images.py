@@ -8,7 +8,7 @@ import numpy as np
 from skimage import data as photos
 
 from services.router.providers.image_stages import animate
-from services.router.providers.painter import CandidateRange, LocalGenerator
+from services.router.providers.local.painter import CandidateRange, LocalGenerator
 
 SIDE = 1024
 PHOTOS = ("astronaut", "coffee", "chelsea", "camera", "rocket")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from services.router.providers.painter import CandidateRange, LocalGenerator
+from services.router.providers.local.painter import CandidateRange, LocalGenerator
 
 KINDS = ("photo", "flat", "white", "black", "text")
 Pixels = np.ndarray

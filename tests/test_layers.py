@@ -81,6 +81,17 @@ def test_a_feature_reaching_past_another_features_face_breaks_the_contract(tmp_p
     assert f"services.ingest.routes.keys -> services.ingest.{feature}.routes" in result.stdout
 
 
+@pytest.mark.parametrize(("module", "provider"), [("router/providers/registry.py", "fal.queue"),
+                                                  ("router/engine.py", "local.painter"),
+                                                  ("router/providers/fal/training.py", "replicate.predictions")],
+                         ids=["the shared machinery", "the router", "another provider"])
+def test_a_providers_package_imported_from_outside_it_breaks_the_contract(tmp_path, module, provider):
+    result = lint_imports(planted(tmp_path, module, f"import services.router.providers.{provider}"))
+    assert result.returncode == 1
+    importer = "services." + module.removesuffix(".py").replace("/", ".")
+    assert f"{importer} -> services.router.providers.{provider}" in " ".join(result.stdout.split())
+
+
 def test_every_ingest_feature_package_has_its_face_contract():
     assert sorted(INGEST_FEATURES) == sorted(contract["id"].removeprefix("ingest-").removesuffix("-face")
                                              for contract in contracts() if contract["id"].endswith("-face"))

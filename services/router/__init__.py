@@ -40,14 +40,13 @@ providers/         base.py (the adapter interface, its errors), registry.py (pro
                    transport.py (HTTP: whose key goes where, redirects, size caps, the error
                    table), outputs.py (image and clip checks), journal.py (remote jobs written down),
                    copies.py (fetched outputs copied to the internal bucket),
-                   webhooks.py (signed callbacks); one module per API: replicate, fal, comfyui,
-                   openai_images, bfl, stability, runware; trainers.py (a trainer's interface and
-                   input) with fal_training, replicate_training and local_trainer;
-                   local_provider.py (the local adapter), painter.py (its offline painter),
-                   local_portraits.py and portraits/ (its portraits of a subject, with planted
-                   defects), clip_maker.py (its offline MP4
-                   clips, with planted defects), image_stages.py (the built-in
-                   stages' image operations)
+                   webhooks.py (signed callbacks), trainers.py (a trainer's interface and
+                   input), image_stages.py (the built-in stages' image operations); one module
+                   per API: comfyui, openai_images, bfl, stability, runware; a package per
+                   provider with several, each holding all of that provider: fal/ (its queue,
+                   its trainers), replicate/ (its predictions, its trainings), local/ (the
+                   offline provider: its adapter, painter, portraits of a subject with planted
+                   defects, MP4 clips, trainer)
 migrations/        the router's schema
 
 Its modules besides those named above:

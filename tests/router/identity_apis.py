@@ -49,7 +49,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.router.providers.portraits.faces import LocalWeights, NoFace
+from services.router.providers.local.portraits.faces import LocalWeights, NoFace
 from tests.router.callback_signing import fal_signed, jwks_of, replicate_signed
 from tests.router.identity_painting import faces_of_lora, faces_of_photos, lora_file, portrait, trained_faces
 from tests.router.market import SECRET, _painted, fixture

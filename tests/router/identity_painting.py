@@ -17,9 +17,9 @@ import json
 import zipfile
 
 from services.common.templates import load_catalogue
-from services.router.providers.portraits.faces import LocalWeights, NoFace, strangers, weights_from_photos
-from services.router.providers.portraits.painter import Sitting, paint_portrait
-from services.router.providers.portraits.scene import Look
+from services.router.providers.local.portraits.faces import LocalWeights, NoFace, strangers, weights_from_photos
+from services.router.providers.local.portraits.painter import Sitting, paint_portrait
+from services.router.providers.local.portraits.scene import Look
 
 FACES = "genline.faces"
 

@@ -41,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from services.router.providers.painter import CandidateRange, LocalGenerator
+from services.router.providers.local.painter import CandidateRange, LocalGenerator
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SECRET = "sim-secret"

@@ -12,7 +12,7 @@ from services.router.engine import RoutingEngine
 from services.router.providers.base import ProviderContext, ProviderError
 from services.router.providers.copies import BucketCopies
 from services.router.providers.factory import build_provider, build_providers
-from services.router.providers.fal import app_id
+from services.router.providers.fal.queue import app_id
 from services.router.providers.journal import MemoryJournal
 from services.router.providers.registry import ProviderConfig, parse_registry
 from services.router.routing_types import RoutingPolicy

@@ -12,8 +12,8 @@ from PIL import Image
 from services.common import video
 from services.common.contracts import VideoSpec
 from services.router.providers.base import GenerationRequest, ProviderError
-from services.router.providers.clip_maker import CLIP_DEFECTS, ClipMaker, ClipShape, ClipTake
 from services.router.providers.factory import build_provider
+from services.router.providers.local.clip_maker import CLIP_DEFECTS, ClipMaker, ClipShape, ClipTake
 from services.router.providers.registry import ProviderConfig, load_registry
 
 SHAPE = ClipShape(width=854, height=480, duration_s=2, fps=24)

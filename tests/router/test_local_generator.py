@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.router.providers.painter import CandidateRange, LocalGenerator, PaintedCandidate
+from services.router.providers.local.painter import CandidateRange, LocalGenerator, PaintedCandidate
 
 
 def _open(candidate: PaintedCandidate) -> Image.Image:

@@ -4,8 +4,8 @@ import pytest
 
 from services.router.clock import LoopClock, run_simulated
 from services.router.providers.base import GenerationRequest, ProviderContext, ProviderError
-from services.router.providers.local_provider import LocalProvider
-from services.router.providers.painter import CandidateRange, LocalGenerator
+from services.router.providers.local.painter import CandidateRange, LocalGenerator
+from services.router.providers.local.provider import LocalProvider
 from services.router.providers.registry import ProviderConfig
 
 

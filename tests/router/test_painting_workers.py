@@ -12,12 +12,12 @@ from threadpoolctl import threadpool_info
 from services.common import face_models
 from services.common.turns import Turn
 from services.common.worker_processes import WORKER_NICENESS
-from services.router.providers import painting_workers
 from services.router.providers.base import CALL_TURN
-from services.router.providers.painter import CandidateRange, LocalGenerator
-from services.router.providers.portraits.faces import weights_from_photos
-from services.router.providers.portraits.painter import Sitting, paint_portrait
-from services.router.providers.portraits.scene import Look
+from services.router.providers.local import painting_workers
+from services.router.providers.local.painter import CandidateRange, LocalGenerator
+from services.router.providers.local.portraits.faces import weights_from_photos
+from services.router.providers.local.portraits.painter import Sitting, paint_portrait
+from services.router.providers.local.portraits.scene import Look
 from tests.router.subject_photos import astronaut_photos
 
 

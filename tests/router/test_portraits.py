@@ -22,8 +22,8 @@ from services.common.quality.fingerprints import fingerprint, near_duplicates
 from services.router.providers.base import GenerationRequest
 from services.router.providers.factory import build_provider
 from services.router.providers.identity_inputs import IdentityInput
-from services.router.providers.local_trainer import LocalTrainer
-from services.router.providers.portraits.faces import LocalWeights, measured
+from services.router.providers.local.portraits.faces import LocalWeights, measured
+from services.router.providers.local.trainer import LocalTrainer
 from services.router.providers.registry import parse_registry
 from services.router.providers.trainers import TrainingRequest
 from tests.router.subject_photos import astronaut_photos, hopper_photo

@@ -9,7 +9,7 @@ import yaml
 from services.router.providers.base import ProviderContext
 from services.router.providers.entry_parts import PriceModel
 from services.router.providers.factory import build_providers
-from services.router.providers.local_provider import LocalProvider
+from services.router.providers.local.provider import LocalProvider
 from services.router.providers.registry import RegistryError, load_registry, parse_registry
 
 FAL = {

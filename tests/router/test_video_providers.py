@@ -95,7 +95,7 @@ def adapter_for(name: str, simulator: Provider, client, journal=None, copies=Non
 
 
 def still(width: int, height: int) -> bytes:
-    from services.router.providers.clip_maker import ClipMaker, ClipShape
+    from services.router.providers.local.clip_maker import ClipMaker, ClipShape
 
     frame = ClipMaker(ClipShape(width=width, height=height, duration_s=1, fps=24)).painted("a harbour at dawn", 3)
     from PIL import Image

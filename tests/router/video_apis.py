@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.router.providers.clip_maker import ClipMaker, ClipShape, ClipTake
+from services.router.providers.local.clip_maker import ClipMaker, ClipShape, ClipTake
 from tests.router.market import SECRET, Market, SimJob, _base, fixture
 
 # The models each simulator runs: the schema of its input, how it reads the asked shape.

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from services.common.quality.profiles import load_profile
-from services.router.providers.painter import CandidateRange, LocalGenerator
+from services.router.providers.local.painter import CandidateRange, LocalGenerator
 from services.scorer.dimensions import Scoring
 from tests.scorer.conftest import PHOTO_NAMES, blown_out, blurred, jpeg, noisy, png
 

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from services.common.quality.profiles import profile_of_dimensions
-from services.router.providers.painter import CandidateRange, LocalGenerator, PaintedCandidate
+from services.router.providers.local.painter import CandidateRange, LocalGenerator, PaintedCandidate
 from services.scorer.dimensions import (
     DIMENSIONS,
     Bounds,

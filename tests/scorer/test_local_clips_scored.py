@@ -1,5 +1,5 @@
 """The router's local clip maker and the scorer's video profile, held against each other: every
-defect the local provider plants in a real MP4 (services/router/providers/clip_maker.py) is
+defect the local provider plants in a real MP4 (services/router/providers/local/clip_maker.py) is
 caught by the scorer with a reason, and its clean clips pass, from a prompt and from a still.
 A face that changes halfway is a face's defect: the painter paints no faces, so it is planted
 in a clip made from one portrait whose centre becomes another's."""
@@ -9,7 +9,7 @@ import pytest
 
 from services.common.contracts import VideoSpec
 from services.common.quality.profiles import load_profile
-from services.router.providers.clip_maker import CLIP_DEFECTS, ClipMaker, ClipShape, ClipTake
+from services.router.providers.local.clip_maker import CLIP_DEFECTS, ClipMaker, ClipShape, ClipTake
 from services.scorer.dimensions import Scoring
 from tests.scorer.test_faces import grace_hopper
 from tests.scorer.test_video import clip_request_of

@@ -194,7 +194,7 @@ def test_tiers_deliver_what_measuring_every_dimension_delivers(scorer_service):
     """The same eight paintings (a third blurred or blank) as two jobs of K = 2: one scored
     tier by tier, one asking for every dimension (`score_all`). Both select the same two;
     the tiered job left the rejected and the unneeded candidates' moderation unmeasured."""
-    from services.router.providers.painter import CandidateRange, LocalGenerator
+    from services.router.providers.local.painter import CandidateRange, LocalGenerator
 
     painted = LocalGenerator(256, 256, defect_rate=0.34).paint(CandidateRange(prompt="a lighthouse at dusk", seed=11, count=8))
     tiered, everything = uuid.uuid4(), uuid.uuid4()

@@ -15,7 +15,7 @@ import torch
 from services.common.quality.dimensions import registered
 from services.common.quality.fingerprints import near_duplicates
 from services.common.quality.profiles import load_profile
-from services.router.providers.painter import CandidateRange, LocalGenerator
+from services.router.providers.local.painter import CandidateRange, LocalGenerator
 from services.scorer.dimensions import (
     DIMENSIONS,
     TIER_ONE,

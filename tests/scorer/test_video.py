@@ -158,7 +158,7 @@ def test_a_clean_clip_in_webm_or_av1_passes(scorer, profile, astronaut, codec):
 def test_a_slow_zoom_over_a_painting_moves_and_is_not_frozen():
     """Ten seconds closing in 1.2 times on a LocalGenerator painting (smooth, so frames differ
     by a fraction of a luma level): well under the frozen bound, movement above its floor."""
-    from services.router.providers.painter import CandidateRange, LocalGenerator
+    from services.router.providers.local.painter import CandidateRange, LocalGenerator
 
     [painted] = LocalGenerator(512, 512, defect_rate=0).paint(CandidateRange(prompt="a lighthouse at dusk", seed=3, count=1))
     pixels = np.asarray(Image.open(io.BytesIO(painted.png)).convert("RGB"))

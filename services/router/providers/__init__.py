@@ -1,5 +1,6 @@
 """Image providers: one adapter module per provider API, its entry in providers.yaml, and the
-trainers.
+trainers. A provider with several modules has a package of its own, holding all of it (its
+adapter, its trainer, what only it needs); below them, the machinery every adapter shares.
 
     adapters.py            adapters by name, so that a new provider API is one new module in this
                            package
@@ -8,15 +9,11 @@ trainers.
     bfl.py                 Black Forest Labs' FLUX API (https://api.bfl.ai, its OpenAPI document
                            "BFL API")
     billing.py             what a hosted job costs, and how that is spread over the images it gave
-    clip_maker.py          the local provider's clips: real MP4 files made offline, with labelled
-                           defects
     comfyui.py             ComfyUI's server routes (comfyanonymous/ComfyUI, server.py)
     copies.py              copies of a remote job's fetched outputs, kept where a resumed call finds
                            them
     entry_parts.py         the parts a provider's entry in the registry (registry.py) is made of
     factory.py             adapters built from the registry: one `Provider` per configured provider
-    fal.py                 fal's queue API (docs.fal.ai, "Queue")
-    fal_training.py        fal's queue trainers
     hosted_files.py        files a provider keeps for its models' inputs: a subject's photos, never
                            inline
     identity_inputs.py     how a model carries a subject's identity (`inputs.identity` in
@@ -25,26 +22,17 @@ trainers.
                            CPU and offline
     inputs.py              how one model takes its inputs, declared per model in providers.yaml
     journal.py             where remote jobs are written down, so that none is paid for twice
-    local_portraits.py     the local provider's portraits of a subject
-    local_provider.py      the local provider: `LocalGenerator` behind the provider interface, with
-                           a character
-    local_trainer.py       the local trainer: a subject's identity trained offline, for the local
-                           portrait model
     model_calls.py         a request turned into what one call sends a model
     openai_images.py       OpenAI's Images API, and the servers that speak it
                            (openai/openai-openapi, createImage)
     outputs.py             what an image (or a clip) from a provider must be before it counts as a
                            candidate
-    painter.py             the built-in painter
-    painting_workers.py    the local provider's paintings, made in worker processes that give way
     payloads.py            images in JSON bodies
     registry.py            the provider registry: which providers exist, what they can do and what
                            they cost
     remote.py              what the HTTP adapters share: one submit → write down → wait → fetch →
                            check flow
     remote_calls.py        a hosted provider's call and what its job gives back
-    replicate.py           Replicate's predictions API (https://api.replicate.com/openapi.json)
-    replicate_training.py  Replicate's trainings API
     runware.py             Runware's task API (runware.ai/docs)
     stability.py           Stability AI's Stable Image API, v2beta (its OpenAPI document,
                            "Generate")
@@ -53,6 +41,8 @@ trainers.
     transport.py           HTTP for provider adapters
     webhooks.py            providers' callbacks: verified, then they wake the poller of their remote
                            job
-    portraits/             the local portrait model (`local_provider` runs it for a provider that
-                           declares `capabilities.identity`)
+    fal/                   fal: its queue API and its queue trainers
+    local/                 the local provider, offline: its adapter, painter, portraits, clips and
+                           trainer
+    replicate/             Replicate: its predictions API and its trainings API
 """

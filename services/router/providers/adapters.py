@@ -1,7 +1,9 @@
-"""Adapters by name, so that a new provider API is one new module in this package.
+"""Adapters by name, so that a new provider API is one new module in this package (or a package
+of its own, when it has several: fal/, replicate/, local/).
 
-An adapter module decorates its class with `@adapter("name")`; the package's modules are
-imported the first time a name is looked up (the registry checks `adapter:` against them).
+An adapter module decorates its class with `@adapter("name")`; the package's modules, and
+those of the packages in it, are imported the first time a name is looked up (the registry
+checks `adapter:` against them).
 The class says what its configuration needs through `AdapterTraits`: an endpoint, an API
 key, the hosts its key may go to besides its endpoint's, how its models take their inputs
 when providers.yaml does not say, whether it runs stages other than generate, and a model
@@ -107,6 +109,6 @@ def _discover() -> None:
     if _discovered:
         return
     package = importlib.import_module("services.router.providers")
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{module.name}")
+    for module in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
+        importlib.import_module(module.name)
     _discovered = True

@@ -4,7 +4,7 @@ the photos would travel again in every echo of the request (Replicate's webhooks
 training's whole input) and in every one of an order's calls.
 
 Each adapter that hosts files (`AdapterTraits.hosts_files`) has a `FileHost`, as its official
-client uploads (fal.py `FalStorage`, replicate.py `ReplicateFiles`): `upload` gives the file's
+client uploads (fal/queue.py `FalStorage`, replicate/predictions.py `ReplicateFiles`): `upload` gives the file's
 URL, the id that deletes it where the provider can, and when the provider drops it.
 
 `HostedPhotos` keeps the URLs of one provider's copies of subjects' photos, each uploaded once

@@ -1,8 +1,8 @@
 """Trainers: a subject's identity trained at a provider, as a remote job.
 
 A provider whose entry declares a `trainer` (training_config.py) has one `Trainer`, made by the
-module of its adapter that registers one with `@trainer("adapter")` (fal_training.py,
-replicate_training.py, local_trainer.py). A trainer only talks to the provider: submit a
+module of its adapter that registers one with `@trainer("adapter")` (fal/training.py,
+replicate/training.py, local/trainer.py). A trainer only talks to the provider: submit a
 training (`submit` → a handle, JSON, written down by the caller before the first poll), poll it
 (`poll` → its output once it succeeded, None while it runs; a ProviderError once it failed),
 cancel it, fetch its weights (`weights`: the bytes of one `.safetensors`, a tar of one unpacked

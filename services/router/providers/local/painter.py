@@ -1,4 +1,4 @@
-"""The built-in painter: seeded, deterministic PNG paintings made on the CPU (`local_provider`
+"""The built-in painter: seeded, deterministic PNG paintings made on the CPU (`provider.py`
 puts it behind the provider interface).
 
 `LocalGenerator` lets the whole pipeline run offline. Each candidate is a colour

@@ -15,12 +15,12 @@ operation (`image_stages`) on each candidate's input instead of painting, priced
 painting of the output's size.
 
 A local provider that declares `capabilities.identity` paints an order of a subject as
-portraits of it (`local_portraits`): the subject's face from its weights or its photos, in each
+portraits of it (`subject_portraits`): the subject's face from its weights or its photos, in each
 candidate's style, with the defects `local.portrait` plants. Another order it paints as any
 local provider does, each style's words added to the prompt.
 
 Any local provider paints a candidate whose style names a framing (the styles of `styled-headshots`)
-in an order of no subject as a portrait of a stranger (`local_portraits.paint_strangers`): a
+in an order of no subject as a portrait of a stranger (`subject_portraits.paint_strangers`): a
 text-to-image model asked for a headshot paints a person, and the scorer's face checks need one.
 """
 
@@ -29,10 +29,12 @@ import hashlib
 from typing import Any
 
 from services.router.clock import LoopClock
-from services.router.providers import image_stages, painting_workers
+from services.router.providers import image_stages
 from services.router.providers.adapters import AdapterTraits, adapter
 from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderContext, ProviderError
-from services.router.providers.clip_maker import (
+from services.router.providers.inputs import CountInput, ModelInputs, SeedInput
+from services.router.providers.local import painting_workers
+from services.router.providers.local.clip_maker import (
     CLIP_DEFECTS,
     ClipDefect,
     ClipMaker,
@@ -41,9 +43,8 @@ from services.router.providers.clip_maker import (
     clip_defect,
     still_of,
 )
-from services.router.providers.inputs import CountInput, ModelInputs, SeedInput
-from services.router.providers.local_portraits import Costed, LocalPortraits, is_portrait
-from services.router.providers.painter import CandidateRange
+from services.router.providers.local.painter import CandidateRange
+from services.router.providers.local.subject_portraits import Costed, LocalPortraits, is_portrait
 from services.router.providers.registry import ProviderConfig
 
 

@@ -73,7 +73,7 @@ class FalOptions(BaseModel):
 
     # Where fal publishes the keys its callbacks are signed with.
     jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
-    # How long fal keeps a training's outputs once made (fal_training.py): the router copies them at once.
+    # How long fal keeps a training's outputs once made (training.py): the router copies them at once.
     output_expiration_s: int = Field(24 * 3600, ge=60)
     # Where files are uploaded for fal's models to read (fal_client's REST_URL): a subject's photos.
     storage_url: str = "https://rest.alpha.fal.ai"

@@ -13,10 +13,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from services.router.providers.portraits.defects import PortraitDefect, closed_eyes, drifted
-from services.router.providers.portraits.faces import FaceCrop, LocalWeights, donor
-from services.router.providers.portraits.products import paint_product
-from services.router.providers.portraits.scene import Look, PictureDraws, heads_for, paint_scene
+from services.router.providers.local.portraits.defects import PortraitDefect, closed_eyes, drifted
+from services.router.providers.local.portraits.faces import FaceCrop, LocalWeights, donor
+from services.router.providers.local.portraits.products import paint_product
+from services.router.providers.local.portraits.scene import Look, PictureDraws, heads_for, paint_scene
 
 _STREAM = 3  # apart from the plain painter's streams
 

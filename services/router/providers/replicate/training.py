@@ -12,7 +12,7 @@ error, urls: {get, cancel}}; a succeeded one's `output` is {version: "owner/name
 a URL of a tar on replicate.delivery holding one .safetensors} (`ostris/flux-dev-lora-trainer`).
 The destination must exist (404 "The specified training destination does not exist"
 otherwise: an operator's matter). The trainer's `model.remote_id` is `owner/name:version`.
-The photos' zip is uploaded through Replicate's files API first (replicate.py
+The photos' zip is uploaded through Replicate's files API first (predictions.py
 `ReplicateFiles`; its `urls.get` is `input_images`, as the recorded cassettes show a trainer's
 input file hosted by Replicate), and deleted once the training ended (`discard_photos`).
 `forget` deletes the version the training pushed (`replicate/version.py` `delete`: only the
@@ -24,7 +24,7 @@ from typing import Any
 
 from services.router.providers.base import ProviderContext, ProviderError
 from services.router.providers.registry import ProviderConfig
-from services.router.providers.replicate import ReplicateFiles
+from services.router.providers.replicate.predictions import ReplicateFiles
 from services.router.providers.trainers import (
     TrainingOutput,
     TrainingRequest,

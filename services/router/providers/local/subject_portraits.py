@@ -1,4 +1,4 @@
-"""The local provider's portraits of a subject (`local_provider` hands it an order that carries
+"""The local provider's portraits of a subject (`provider.py` hands it an order that carries
 an identity): each candidate the subject's face from its weights (lora: the local trainer's
 `LocalWeights`) or its photos (reference: cropped here, kept while the photo set is in use), in
 its style's scene, with a defect drawn for it at the rates of `local.portrait` (portraits/).
@@ -19,14 +19,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from services.router.providers import painting_workers
 from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderError
 from services.router.providers.identity_inputs import IdentityInput
-from services.router.providers.portraits.defects import PortraitDefect
-from services.router.providers.portraits.faces import LocalWeights, NoFace, WeightsCache, strangers, weights_from_photos
-from services.router.providers.portraits.painter import Sitting
-from services.router.providers.portraits.products import product_weights
-from services.router.providers.portraits.scene import Look
+from services.router.providers.local import painting_workers
+from services.router.providers.local.portraits.defects import PortraitDefect
+from services.router.providers.local.portraits.faces import (
+    LocalWeights,
+    NoFace,
+    WeightsCache,
+    strangers,
+    weights_from_photos,
+)
+from services.router.providers.local.portraits.painter import Sitting
+from services.router.providers.local.portraits.products import product_weights
+from services.router.providers.local.portraits.scene import Look
 from services.router.providers.registry import ProviderConfig
 
 # What a portrait of no subject can show wrong: there is no one for it to be mistaken for.

@@ -9,8 +9,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from services.router.providers import image_stages
-from services.router.providers.portraits.faces import LocalWeights
-from services.router.providers.portraits.scene import Look, PictureDraws, backdrop, lit
+from services.router.providers.local.portraits.faces import LocalWeights
+from services.router.providers.local.portraits.scene import Look, PictureDraws, backdrop, lit
 
 SIDE = 384
 # The product's height as a share of the frame's, per framing.

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from services.router.providers.portraits.faces import SIDE, FaceCrop
+from services.router.providers.local.portraits.faces import SIDE, FaceCrop
 
 PortraitDefect = Literal["another_person", "two_faces", "closed_eyes", "drift"]
 PORTRAIT_DEFECTS: tuple[str, ...] = get_args(PortraitDefect)

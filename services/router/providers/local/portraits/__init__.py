@@ -1,4 +1,4 @@
-"""The local portrait model (`local_provider` runs it for a provider that declares
+"""The local portrait model (the local provider, `local/provider.py`, runs it for a provider that declares
 `capabilities.identity`): faces.py (a subject's face crops, the local weights, the donor
 faces), scene.py (a style's backdrop, wardrobe, light and framing), defects.py (the defects
 it plants), painter.py (one portrait).

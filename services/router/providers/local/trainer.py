@@ -19,8 +19,8 @@ import uuid
 from typing import Any
 
 from services.router.providers.base import ProviderContext, ProviderError
-from services.router.providers.portraits.faces import NoFace, weights_from_photos
-from services.router.providers.portraits.products import product_weights
+from services.router.providers.local.portraits.faces import NoFace, weights_from_photos
+from services.router.providers.local.portraits.products import product_weights
 from services.router.providers.registry import ProviderConfig
 from services.router.providers.trainers import TrainingOutput, TrainingRequest, trainer
 from services.router.providers.training_config import TrainerConfig

@@ -35,8 +35,8 @@ from typing import TypeVar
 from services.common.turns import PlacesAndSpare, Turn
 from services.common.worker_processes import keep_priority_of, one_thread_each, watch_owner, yield_to_services
 from services.router.providers.base import CALL_TURN
-from services.router.providers.painter import CandidateRange, LocalGenerator, PaintedCandidate
-from services.router.providers.portraits.painter import Sitting, paint_portrait
+from services.router.providers.local.painter import CandidateRange, LocalGenerator, PaintedCandidate
+from services.router.providers.local.portraits.painter import Sitting, paint_portrait
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,7 +74,7 @@ def _pool(*, spare: bool = False) -> ProcessPoolExecutor:
         if spare not in _pools:
             # forkserver: workers fork from a clean process, not from the router's threads and loop.
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["services.router.providers.painting_workers"])
+            context.set_forkserver_preload(["services.router.providers.local.painting_workers"])
             _pools[spare] = ProcessPoolExecutor(1 if spare else _workers(), mp_context=context,
                                                 initializer=_start_worker, initargs=(os.getpid(), not spare))
         return _pools[spare]

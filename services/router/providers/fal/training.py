@@ -1,5 +1,5 @@
 """fal's queue trainers (`fal-ai/flux-lora-fast-training`, `fal-ai/flux-lora-portrait-trainer`):
-a training is a queue request like any other (fal.py), its result the weights' file.
+a training is a queue request like any other (queue.py), its result the weights' file.
 
     POST {endpoint}/{trainer}[?fal_webhook=url]     {images_data_url, trigger_word, steps, …}
          X-Fal-Object-Lifecycle-Preference: {"expiration_duration_seconds": n}
@@ -9,7 +9,7 @@ a training is a queue request like any other (fal.py), its result the weights' f
     PUT  {endpoint}/{app}/requests/{id}/cancel
 
 (fal-ai/fal-js@5324132 `libs/client/src/types/training/types.gen.ts`, `zod.gen.ts`.) The photos'
-zip is uploaded to fal's storage first (fal.py `FalStorage`, kept for the training's
+zip is uploaded to fal's storage first (queue.py `FalStorage`, kept for the training's
 `timeout_s`), and `images_data_url` is its URL (`images.via: presigned`: a presigned link to a
 copy in the internal bucket instead). fal has no
 API that deletes a file of its CDN: the training asks fal to delete its outputs after
@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from services.router.providers.base import ProviderContext, ProviderError
-from services.router.providers.fal import (
+from services.router.providers.fal.queue import (
     LIFECYCLE,
     STATUS_OK,
     FalOptions,

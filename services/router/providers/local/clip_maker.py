@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from services.common import video
-from services.router.providers.painter import CandidateRange, LocalGenerator
+from services.router.providers.local.painter import CandidateRange, LocalGenerator
 
 ClipDefect = Literal["frozen", "black", "flicker", "still", "face_change", "short", "corrupt"]
 CLIP_DEFECTS: tuple[ClipDefect, ...] = get_args(ClipDefect)

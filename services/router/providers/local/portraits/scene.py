@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageColor, ImageDraw, ImageFilter
 
-from services.router.providers.portraits.faces import LIFT, SIDE, SPAN, FaceCrop
+from services.router.providers.local.portraits.faces import LIFT, SIDE, SPAN, FaceCrop
 
 # Face width as a share of the frame's shorter side, and the face centre's height, per framing.
 FRAMINGS = {"close": (0.34, 0.40), "shoulders": (0.25, 0.38), "waist": (0.18, 0.33)}
