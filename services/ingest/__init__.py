@@ -84,6 +84,7 @@ evaluations/       images the line did not make, judged by the scorer and charge
                    their sources, the scorer's and the ledger's calls, the background runner and its webhook
 admin/             the ingest admin API on the admin port, one feature package (routes/): tenants, what an
                    operator watches, retention, calibration and margins
-console/           the web console's files, served by routes/console.py
+console/           the web console, one feature package: its page, its ES modules and the route
+                   that serves them (routes.py)
 migrations/        the ingest schema, numbered once
 """

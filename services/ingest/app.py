@@ -27,6 +27,7 @@ from services.ingest.batches.runner import BatchRunner
 from services.ingest.compat import errors as openai_errors
 from services.ingest.compat import routes as openai_images
 from services.ingest.compat.models import load_models
+from services.ingest.console import routes as console
 from services.ingest.evaluations import routes as evaluations
 from services.ingest.evaluations.runner import EvaluationRunner
 from services.ingest.inputs.moderation import Breaker, HostedModeration
@@ -45,7 +46,6 @@ from services.ingest.routes import (
     audit,
     billing,
     candidates,
-    console,
     documentation,
     internal,
     jobs,

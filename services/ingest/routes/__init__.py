@@ -1,6 +1,6 @@
 """Ingest's HTTP routes, one module per resource, for the features not yet in a package of their
-own (members/, subjects/, webhooks/, receipts/, compat/, batches/, evaluations/ and admin/ hold
-theirs).
+own (members/, subjects/, webhooks/, receipts/, compat/, batches/, evaluations/, admin/ and
+console/ hold theirs).
 
     account.py           `/v1/quotes` and `/v1/account`: prices and balances, answered by the ledger
                          over gRPC
@@ -9,8 +9,6 @@ theirs).
     audit.py             `/v1/audit`: the tenant's audit log, for owners and admins
     billing.py           `/v1/billing`: buying credits
     candidates.py        `/v1/jobs/{id}/candidates/{index}/image`
-    console.py           `/console`: the web console, a static page and a few hand-written ES
-                         modules that call the public `/v1` API
     documentation.py     `/docs/`: the documentation site, served beside the API it documents
     internal.py          `/internal/v1`: the data-key API, for the services that need a job's
                          content in clear

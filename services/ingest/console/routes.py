@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 
 from services.common.problems import Problem
 
-CONSOLE_DIR = Path(str(files("services.ingest") / "console"))  # a folder on disk: FileResponse sends by path
+CONSOLE_DIR = Path(str(files("services.ingest.console")))  # a folder on disk: FileResponse sends by path
 # The script is ES modules, loaded as they are written (no build step): console.js draws the
 # page from the path and imports the others; the page preloads them all.
 MODULES = ("console.js", "navigation.js", "api.js", "dom.js", "jobs.js", "job.js", "clips.js", "receipts.js",
