@@ -2,6 +2,7 @@
 the account page (and refused past it), an alert shown there, and the usage page's spend by
 end user equal to the API's; screenshots under artifacts/console/."""
 
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -44,7 +45,9 @@ def test_a_cap_is_set_an_alert_seen_and_usage_shown_by_end_user(console, tenant_
     assert text_of(page, "key-spent-today") == "30 of 30"  # three 10-credit jobs today, through this key
     alert = page.get_by_test_id("alert-account.balance_low")
     alert.wait_for()
-    assert "30 credits available, below 50" in alert.inner_text()
+    # The alert names the balance it crossed the threshold at: 40 after the second job's hold,
+    # or 30 where the ledger applied the last two holds together (a loaded run did the former).
+    assert re.search(r"\b(40|30) credits available, below 50\b", alert.inner_text()), alert.inner_text()
     screenshot(page, "account-caps-alerts-desktop")
     page.set_viewport_size(PHONE)
     screenshot(page, "account-caps-alerts-phone")
