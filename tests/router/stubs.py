@@ -122,7 +122,7 @@ PLAIN = {"replicate": {"remote_id": "v-abc"}, "fal": {"remote_id": "fal-ai/stub/
 
 
 def entry(provider: Provider, *, price: int = 10_000, concurrency: int = 4, max_batch: int = 4,
-          overall_s: float = 2.0, prior: float = 0.8, versions: tuple[str, ...] = ("1",), latency_s: float = 0.05,
+          overall_s: float = 2.0, submit_s: float | None = None, prior: float = 0.8, versions: tuple[str, ...] = ("1",), latency_s: float = 0.05,
           reject_blank: bool = True, model: dict | None = None, **extra) -> dict:
     """A providers.yaml entry for a simulator (a plain dict, as it comes from YAML)."""
     model = model if model is not None else MODELS[provider.adapter]
@@ -134,7 +134,7 @@ def entry(provider: Provider, *, price: int = 10_000, concurrency: int = 4, max_
         "capabilities": {"min_side": 16, "max_images_per_request": max_batch},
         "price": {"per_image_micro_usd": price},
         "concurrency": concurrency,
-        "timeouts": {"submit_s": min(2.0, overall_s), "overall_s": overall_s, "poll_backoff_max_s": 0.2},
+        "timeouts": {"submit_s": submit_s or min(2.0, overall_s), "overall_s": overall_s, "poll_backoff_max_s": 0.2},
         "latency": {"base_s": latency_s, "per_image_s": 0.0},
         "pass_rate_prior": {"mean": prior, "strength": 4},
         "poll_interval_s": 0.02,
