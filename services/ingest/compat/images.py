@@ -129,7 +129,7 @@ class ImageData(BaseModel):
     revised_prompt: str | None = None
 
 
-class Usage(BaseModel):
+class ImagesUsage(BaseModel):
     """OpenAI's usage (Genline counts no tokens: they are 0), with what Genline counts."""
 
     model_config = ConfigDict(extra="allow")
@@ -160,7 +160,7 @@ class ImagesResponse(BaseModel):
     output_format: str | None = None
     quality: str | None = None
     size: str | None = None
-    usage: Usage
+    usage: ImagesUsage
     job_id: str = Field(description="extension: the job (GET /v1/jobs/{id}), also in the Genline-Job-Id header")
     state: str = Field(description="extension: succeeded, or partially_succeeded when fewer than n passed")
     cost: Cost
@@ -176,7 +176,7 @@ def images_response(view: JobView, data: list[ImageData], *, quality: str) -> Im
         output_format=FORMAT_OF_MEDIA_TYPE.get(first.media_type) if first else None,
         quality=quality,
         size=f"{first.width}x{first.height}" if first and first.width and first.height else None,
-        usage=Usage(images=len(view.outputs), candidates=view.candidates), job_id=str(view.id), state=view.state,
+        usage=ImagesUsage(images=len(view.outputs), candidates=view.candidates), job_id=str(view.id), state=view.state,
         cost=Cost(credits_charged=billing.charged, credits_reserved=billing.reserved,
                   price_book_version=billing.price_book_version, billing_state=billing.state))
 

@@ -102,7 +102,7 @@ class AutoTopUpAttempt(BaseModel):
     created_at: datetime
 
 
-class Billing(BaseModel):
+class BillingOverview(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
                                                  "has_customer": True,
         "packs": [{"name": "starter", "credits": 1000, "amount_minor": 1000, "currency": "usd"}],
@@ -160,7 +160,7 @@ def billing_unavailable() -> Problem:
                    headers={"Retry-After": "5"}, extra={"retry_after": 5})
 
 
-@router.get("", response_model=Billing, responses=problems.responses(404))
+@router.get("", response_model=BillingOverview, responses=problems.responses(404))
 async def get_billing(tenant: AccountReader, http: LedgerHttp) -> Any:
     """The credit packs on sale, the auto top-up rule, and the latest checkouts and top-ups."""
     return await TenantBilling(http, tenant).ask("GET", "/billing")
@@ -189,7 +189,7 @@ async def on_record(runtime: Any, action: Action) -> None:
     runtime.relay.notify()
 
 
-@router.put("/auto-topup", response_model=Billing, responses=problems.responses(404, 422))
+@router.put("/auto-topup", response_model=BillingOverview, responses=problems.responses(404, 422))
 async def set_auto_topup(body: AutoTopUpRequest, tenant: BillingManager, http: LedgerHttp, runtime: Runtime) -> Any:
     """Buy `pack` with the saved card whenever a charge takes the balance below `below`, at
     most `max_per_month` times a month. A failed charge is reported as
