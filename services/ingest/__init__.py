@@ -86,5 +86,7 @@ admin/             the ingest admin API on the admin port, one feature package (
                    operator watches, retention, calibration and margins
 console/           the web console, one feature package: its page, its ES modules and the route
                    that serves them (routes.py)
+billing/           what work costs and what a tenant holds, buys and spends, one feature package (routes/):
+                   prices and the balance, buying credits, balance alerts, usage against the plan and spend
 migrations/        the ingest schema, numbered once
 """

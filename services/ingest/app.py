@@ -24,6 +24,8 @@ from services.ingest.admin.routes import tenants as admin_tenants
 from services.ingest.batches.routes import batches
 from services.ingest.batches.routes import files as batch_files
 from services.ingest.batches.runner import BatchRunner
+from services.ingest.billing.routes import account, alerts, usage
+from services.ingest.billing.routes import credits as billing
 from services.ingest.compat import errors as openai_errors
 from services.ingest.compat import routes as openai_images
 from services.ingest.compat.models import load_models
@@ -41,10 +43,7 @@ from services.ingest.receipts.document import ReceiptSigner
 from services.ingest.receipts.issuing import record_signing_key
 from services.ingest.receipts.routes import provenance, receipts
 from services.ingest.routes import (
-    account,
-    alerts,
     audit,
-    billing,
     candidates,
     documentation,
     internal,
@@ -53,7 +52,6 @@ from services.ingest.routes import (
     root,
     templates,
     uploads,
-    usage,
 )
 from services.ingest.routes import keys as key_routes
 from services.ingest.settings import IngestSettings

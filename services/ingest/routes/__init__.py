@@ -1,13 +1,8 @@
 """Ingest's HTTP routes, one module per resource, for the features not yet in a package of their
-own (members/, subjects/, webhooks/, receipts/, compat/, batches/, evaluations/, admin/ and
-console/ hold theirs).
+own (members/, subjects/, webhooks/, receipts/, compat/, batches/, evaluations/, admin/,
+console/ and billing/ hold theirs).
 
-    account.py           `/v1/quotes` and `/v1/account`: prices and balances, answered by the ledger
-                         over gRPC
-    alerts.py            `/v1/account/alerts`: what a tenant is told before its money runs out, and
-                         when
     audit.py             `/v1/audit`: the tenant's audit log, for owners and admins
-    billing.py           `/v1/billing`: buying credits
     candidates.py        `/v1/jobs/{id}/candidates/{index}/image`
     documentation.py     `/docs/`: the documentation site, served beside the API it documents
     internal.py          `/internal/v1`: the data-key API, for the services that need a job's
@@ -21,5 +16,4 @@ console/ hold theirs).
                          ledger
     uploads.py           `/v1/uploads`: input photos for later jobs, screened before anything is
                          stored
-    usage.py             `GET /v1/usage`
 """
