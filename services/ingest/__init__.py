@@ -19,7 +19,7 @@ routes/            one module per API area; each declares routes and calls the m
 domain.py          the job read model (JobView and its parts: billing, failure, stage costs…; a log entry), without I/O
 handlers.py        bus handlers: every service's job events projected into the read model and its log
 store/             ingest's SQL but the feature packages': the read model and submissions (__init__), the event log (log.py),
-                   reads over many jobs (listing.py), callers' keys, sessions, uploads and rates (callers.py), data keys,
+                   reads over many jobs (listing.py), callers' keys, sessions and rates (callers.py), data keys,
                    a feature package keeps its own
 ledger_calls.py    the ledger's gRPC messages, its stub as a dependency, its errors as problems
 data_keys.py       each job's data key, which seals its prompt; erasure destroys it
@@ -45,6 +45,8 @@ accounts/          who may call, and how much
   keys.py            API keys: scopes, spend caps, making and hashing a key, the api_keys table
   spend_caps.py      a key's spend as the ledger counts it, and the 402 a job past its cap gets
   prompt_screening.py prompts screened before any hold: rules, the tenant's table, moderation's outage
+  prompt_rules.py    the operator's and the tenant's prompt rules, judged without I/O
+  moderation.py      the hosted moderation adapter (OpenAI-style) behind its breaker
   plans.py           plans as data (plans.yaml) and the request-rate arithmetic
   limits.py          a plan's limits enforced on the database (rate, jobs in progress, images per day)
 subjects/          the people and products jobs are of, known by the tenant's photos; one feature package
@@ -69,10 +71,11 @@ receipts/          signed job receipts and provenance; one feature package
   document.py        what a receipt says and how it is signed, without I/O
   issuing.py         issuing and reading receipts, and the keys they were signed with
   replay.py          `genline replay receipts`: every receipt checked against the record
-inputs/            what a client sends besides its request, checked before anything is stored
+inputs/            uploads and inputs, one feature package: what a client sends besides its request, checked
+                   before anything is stored
+  routes.py          `/v1/uploads`
+  store.py           the uploads table
   screening.py       screening of uploaded and reference photos
-  prompt_rules.py    the operator's and the tenant's prompt rules, judged without I/O
-  moderation.py      the hosted moderation adapter (OpenAI-style) behind its breaker
   guidance.py        an input photo judged against its template's checks before a job is accepted
   scorer_calls.py    what ingest asks of the scorer's internal API: measurements, calibration
 compat/            OpenAI's Images API in Genline's terms, one feature package (routes.py, store.py): errors, model aliases, a

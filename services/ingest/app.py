@@ -16,6 +16,7 @@ from services.common.internal_calls import ServiceAuth, identity_client_intercep
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
 from services.ingest import handlers, ledger_calls
+from services.ingest.accounts.moderation import Breaker, HostedModeration
 from services.ingest.accounts.plans import load_plans
 from services.ingest.accounts.prompt_screening import PromptGate
 from services.ingest.admin.routes import operations as admin
@@ -32,7 +33,7 @@ from services.ingest.compat.models import load_models
 from services.ingest.console import routes as console
 from services.ingest.evaluations import routes as evaluations
 from services.ingest.evaluations.runner import EvaluationRunner
-from services.ingest.inputs.moderation import Breaker, HostedModeration
+from services.ingest.inputs import routes as uploads
 from services.ingest.inputs.screening import ScreeningGate
 from services.ingest.jobs.live import LogWatch
 from services.ingest.jobs.sweeper import Sweeper
@@ -51,7 +52,6 @@ from services.ingest.routes import (
     prompt_screening,
     root,
     templates,
-    uploads,
 )
 from services.ingest.routes import keys as key_routes
 from services.ingest.settings import IngestSettings

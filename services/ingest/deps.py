@@ -22,7 +22,6 @@ from services.ingest.accounts import limits, roles
 from services.ingest.accounts.keys import hash_api_key
 from services.ingest.accounts.plans import PlanBook
 from services.ingest.accounts.prompt_screening import PromptGate
-from services.ingest.inputs.screening import ScreeningGate
 from services.ingest.jobs.live import LogWatch
 from services.ingest.session_auth import SESSION_COOKIE, check_csrf, digest
 from services.ingest.settings import IngestSettings
@@ -83,11 +82,6 @@ async def get_plans(request: Request) -> PlanBook:
     return plans
 
 
-async def get_screening(request: Request) -> ScreeningGate:
-    screening: ScreeningGate = request.app.state.screening
-    return screening
-
-
 async def get_batch_rounds(request: Request) -> PeriodicRound:
     """The batch runner's rounds, woken when a batch is made or cancelled here."""
     rounds: PeriodicRound = request.app.state.batch_runner
@@ -107,7 +101,6 @@ Plans = Annotated[PlanBook, Depends(get_plans)]
 Settings = Annotated[IngestSettings, Depends(get_settings)]
 Objects = Annotated[ObjectStore, Depends(get_objects)]
 Watch = Annotated[LogWatch, Depends(get_log_watch)]
-Screening = Annotated[ScreeningGate, Depends(get_screening)]
 
 
 async def get_prompt_gate(request: Request) -> PromptGate:

@@ -1,3 +1,4 @@
+import contextlib
 from pathlib import Path
 from typing import Literal
 
@@ -5,11 +6,23 @@ from pydantic import SecretStr, field_validator, model_validator
 
 from services.common.http_headers import Network, networks
 from services.common.settings import AdminApiSettings, refuse_missing_or_weak
-from services.ingest.inputs import screening
-from services.ingest.inputs.prompt_rules import OperatorRule, Policy
+from services.ingest.accounts.prompt_rules import OperatorRule, Policy
 from services.ingest.key_encryption import LocalKeys
 from services.ingest.signing_key import load_signing_key
 from services.ingest.team_settings import TeamSettings
+
+CGROUP_MEMORY_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+# Beyond this a cgroup "limit" means none was set (cgroup v1 writes a huge number for that).
+NO_LIMIT_ABOVE = 1 << 50
+
+
+def memory_limit_bytes() -> int | None:
+    """The container's memory limit (cgroup v2, then v1), or None where none is set."""
+    for path in CGROUP_MEMORY_LIMITS:
+        with contextlib.suppress(OSError, ValueError):
+            value = int(path.read_text().strip())
+            return value if value < NO_LIMIT_ABOVE else None
+    return None
 
 
 class IngestSettings(AdminApiSettings, TeamSettings):
@@ -37,7 +50,7 @@ class IngestSettings(AdminApiSettings, TeamSettings):
     def screening_budget_bytes(self) -> int:
         if self.screening_memory_bytes is not None:
             return self.screening_memory_bytes
-        limit = screening.memory_limit_bytes()
+        limit = memory_limit_bytes()
         return int(limit * self.screening_memory_share) if limit else 512 * 1024 * 1024
     # The documentation site `/docs/` serves: built into this folder (`make docs`), or published
     # at `docs_url`, where `/docs/` then sends (the API's root and the console link to /docs/).

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from services.common.db import Conn, Pool
 from services.common.problems import Problem
-from services.ingest.inputs.moderation import HostedModeration, ModerationUnavailable
-from services.ingest.inputs.prompt_rules import OperatorRule, Policy, PromptRule, Refusal, screen
+from services.ingest.accounts.moderation import HostedModeration, ModerationUnavailable
+from services.ingest.accounts.prompt_rules import OperatorRule, Policy, PromptRule, Refusal, screen
 from services.ingest.store import accounts as store
 
 

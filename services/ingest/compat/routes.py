@@ -37,10 +37,10 @@ from services.ingest.deps import (
     Plans,
     PromptScreen,
     Runtime,
-    Screening,
     Settings,
     Watch,
 )
+from services.ingest.inputs import Screening
 from services.ingest.jobs.clip_makers import Router
 from services.ingest.jobs.live import LogWatch
 from services.ingest.jobs.submission import JobAdmission

@@ -11,7 +11,7 @@ import httpx
 from services.common.problems import Problem
 from services.common.quality.profiles import ProfileError, job_profile, profile_names
 from services.ingest.evaluations.models import Charge, JudgedBy
-from services.ingest.inputs.scorer_calls import ScorerQuestion, ask_scorer
+from services.ingest.inputs import ScorerQuestion, ask_scorer
 from services.ingest.settings import IngestSettings
 
 LEDGER_RETRY_AFTER_S = 2

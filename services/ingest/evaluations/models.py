@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from services.common.api import RequestModel
 from services.common.quality.profiles import QualityRules
 from services.common.templates import load_catalogue
-from services.ingest.inputs.screening import MAX_REFERENCE_BASE64
+from services.ingest.inputs import MAX_REFERENCE_BASE64
 
 MAX_REFERENCES = 4
 # An image (or reference photo) names where it comes from once: one of these.

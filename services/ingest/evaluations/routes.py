@@ -20,7 +20,6 @@ from services.ingest.deps import (
     Objects,
     Plans,
     Runtime,
-    Screening,
     Settings,
 )
 from services.ingest.evaluations import store as evaluation_store
@@ -29,6 +28,7 @@ from services.ingest.evaluations.models import Evaluation, EvaluationBatchReques
 from services.ingest.evaluations.sources import Sources
 from services.ingest.evaluations.store import NewEvaluation
 from services.ingest.evaluations.work import Workshop
+from services.ingest.inputs import Screening
 from services.ingest.ledger_calls import Ledger, LedgerClient, LedgerStub, QuoteAsk
 from services.ingest.settings import IngestSettings
 from services.ingest.store.accounts import tenant_plan

@@ -20,7 +20,7 @@ from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore, StorageError
 from services.ingest import store
 from services.ingest.evaluations.models import ImageSource
-from services.ingest.inputs import screening
+from services.ingest.inputs import ScreeningGate, ScreeningLimits, read_upload
 from services.ingest.settings import IngestSettings
 
 
@@ -35,14 +35,14 @@ class Sources:
     runtime: ServiceRuntime
     settings: IngestSettings
     objects: ObjectStore
-    gate: screening.ScreeningGate
+    gate: ScreeningGate
 
     async def stored(self, tenant_id: str, source: ImageSource, *, name: str) -> str:
         """The internal key of the image `source` names, screened and stored."""
         if source.upload_id is not None:
             return await self.upload_key(tenant_id, source.upload_id, name=name)
         data = await self.fetched(tenant_id, source, name=name)
-        limits = screening.ScreeningLimits(self.settings.max_upload_bytes, self.settings.max_reference_pixels)
+        limits = ScreeningLimits(self.settings.max_upload_bytes, self.settings.max_reference_pixels)
         photo = await self.gate.screen(data, limits, name=name)
         key = f"{tenant_id}/evaluations/{photo.sha256}.{photo.extension}"
         await self.objects.put(self.objects.internal_bucket, key, content=photo)
@@ -50,7 +50,7 @@ class Sources:
 
     async def upload_key(self, tenant_id: str, upload_id: UUID, *, name: str) -> str:
         async with self.runtime.pool.connection() as conn:
-            upload = await store.read_upload(conn, upload_id, tenant_id=tenant_id)
+            upload = await read_upload(conn, upload_id, tenant_id=tenant_id)
         if upload is None:
             raise unusable(name, f"you have no upload {upload_id}")
         return str(upload["key"])

@@ -37,8 +37,9 @@ import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
+from typing import Annotated
 
+from fastapi import Depends, Request
 from PIL import Image, ImageOps
 
 from services.common.problems import Problem
@@ -305,20 +306,6 @@ def reference_photo_bytes(encoded: str) -> bytes:
         raise Problem(status=422, slug="invalid-reference-image", detail="reference_image is not valid base64") from None
 
 
-CGROUP_MEMORY_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
-# Beyond this a cgroup "limit" means none was set (cgroup v1 writes a huge number for that).
-NO_LIMIT_ABOVE = 1 << 50
-
-
-def memory_limit_bytes() -> int | None:
-    """The container's memory limit (cgroup v2, then v1), or None where none is set."""
-    for path in CGROUP_MEMORY_LIMITS:
-        with contextlib.suppress(OSError, ValueError):
-            value = int(path.read_text().strip())
-            return value if value < NO_LIMIT_ABOVE else None
-    return None
-
-
 class ScreeningGate:
     """Screenings in flight hold the memory their decode needs (`Declared.decode_bytes`)
     out of `budget_bytes`, and one of `threads` threads; a screening that cannot get both
@@ -370,3 +357,12 @@ class ScreeningGate:
 
     def _fits(self, need: int) -> bool:
         return self.running < self.threads and self.held_bytes + need <= self.budget_bytes
+
+
+async def get_screening(request: Request) -> ScreeningGate:
+    screening: ScreeningGate = request.app.state.screening
+    return screening
+
+
+# The app's gate, as a route's dependency: every photo a route takes is screened through it.
+Screening = Annotated[ScreeningGate, Depends(get_screening)]

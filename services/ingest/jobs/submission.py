@@ -43,7 +43,15 @@ from services.ingest import data_keys, store
 from services.ingest.accounts import limits, spend_caps
 from services.ingest.accounts.plans import PlanBook
 from services.ingest.accounts.spend_caps import Submitter
-from services.ingest.inputs import guidance, screening
+from services.ingest.inputs import (
+    MAX_REFERENCE_BASE64,
+    ScreeningGate,
+    ScreeningLimits,
+    Sent,
+    check_input,
+    read_upload,
+    reference_photo_bytes,
+)
 from services.ingest.jobs import clip_makers, domain, projection, request_rules, subject_order, video_request
 from services.ingest.jobs.examples import CLIP_FROM_IMAGE_EXAMPLE, JOB_REQUEST_EXAMPLE, VIDEO_JOB_REQUEST_EXAMPLE
 from services.ingest.jobs.scoring_checks import check_scoring, profile_version, quality_rules
@@ -86,7 +94,7 @@ class JobRequest(RequestModel, subject_order.SubjectFields):
                                 description="scoring profile (generic, headshot, product); the template's by default")
     quality: QualityRules | None = Field(None, description="quality rules on top of the profile")
     reference_image: str | None = Field(
-        None, max_length=screening.MAX_REFERENCE_BASE64,
+        None, max_length=MAX_REFERENCE_BASE64,
         description="base64 JPEG, PNG or WebP reference photo; a headshot's identity and skin tone are compared with it")
     input_upload: UUID | None = Field(
         None, strict=False, description="id of an upload (POST /v1/uploads) to use as the job's input photo, instead of "
@@ -234,7 +242,7 @@ class JobAdmission:
     settings: IngestSettings
     objects: ObjectStore
     plans: PlanBook
-    gate: screening.ScreeningGate
+    gate: ScreeningGate
     ledger: object | None = None
     router: object | None = None
 
@@ -309,25 +317,25 @@ class JobAdmission:
             return await self.first_frame_photo(tenant_id, body.template, first_frame=first_frame)
         if body.input_upload is not None:
             async with self.runtime.pool.connection() as conn:
-                upload = await store.read_upload(conn, body.input_upload, tenant_id=tenant_id)
+                upload = await read_upload(conn, body.input_upload, tenant_id=tenant_id)
             if upload is None:
                 raise Problem(status=422, slug="unknown-upload", detail=f"input_upload: you have no upload {body.input_upload}")
             objects = self.objects
-            await guidance.check_input(self.settings, body.template,
+            await check_input(self.settings, body.template,
                                        photo=await objects.get(objects.internal_bucket, upload["key"]))
             return str(upload["key"])
         if body.reference_image is None:
             return None
-        photo = screening.Sent(screening.reference_photo_bytes(body.reference_image), "reference_image")
+        photo = Sent(reference_photo_bytes(body.reference_image), "reference_image")
         return await self.stored_reference(tenant_id, body.template, sent=photo)
 
-    async def stored_reference(self, tenant_id: str, template: str, *, sent: screening.Sent) -> str:
+    async def stored_reference(self, tenant_id: str, template: str, *, sent: Sent) -> str:
         """A photo screened like an upload, judged by the template's checks, and stored by content
         in the internal bucket (a retried submission stores nothing new); its key."""
         settings, objects = self.settings, self.objects
-        limits = screening.ScreeningLimits(settings.max_upload_bytes, settings.max_reference_pixels)
+        limits = ScreeningLimits(settings.max_upload_bytes, settings.max_reference_pixels)
         photo = await self.gate.screen(sent.data, limits, name=sent.name)
-        await guidance.check_input(settings, template, photo=photo.data)
+        await check_input(settings, template, photo=photo.data)
         key = f"{tenant_id}/references/{photo.sha256}.{photo.extension}"
         await objects.put(objects.internal_bucket, key, content=photo)
         return key
@@ -343,7 +351,7 @@ class JobAdmission:
             raise Problem(status=422, slug="unknown-first-frame", detail=f"video.first_frame: image {first_frame.n} of job"
                           f" {first_frame.job_id} is no longer stored (erased, or past retention)",
                           extra={"field": "video.first_frame"}) from None
-        return await self.stored_reference(tenant_id, template, sent=screening.Sent(data, "video.first_frame"))
+        return await self.stored_reference(tenant_id, template, sent=Sent(data, "video.first_frame"))
 
     async def record(self, spec: JobSpec, body: JobRequest, *, binding: store.KeyBinding | None,
                      data_key: store.WrappedDataKey, over_cap: Problem | None) -> domain.JobView:

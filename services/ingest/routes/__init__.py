@@ -1,6 +1,6 @@
 """Ingest's HTTP routes, one module per resource, for the features not yet in a package of their
 own (members/, subjects/, webhooks/, receipts/, compat/, batches/, evaluations/, admin/,
-console/ and billing/ hold theirs).
+console/, billing/ and inputs/ hold theirs).
 
     audit.py             `/v1/audit`: the tenant's audit log, for owners and admins
     candidates.py        `/v1/jobs/{id}/candidates/{index}/image`
@@ -14,6 +14,4 @@ console/ and billing/ hold theirs).
                          document, the console and the keys receipts are verified with
     templates.py         `/v1/templates`: the template catalogue as a client sees it, priced by the
                          ledger
-    uploads.py           `/v1/uploads`: input photos for later jobs, screened before anything is
-                         stored
 """

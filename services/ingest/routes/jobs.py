@@ -25,10 +25,10 @@ from services.ingest.deps import (
     Plans,
     PromptScreen,
     Runtime,
-    Screening,
     Settings,
 )
 from services.ingest.domain import Billing, Failure
+from services.ingest.inputs import Screening
 from services.ingest.jobs import domain, projection, submission
 from services.ingest.jobs.clip_makers import Router
 from services.ingest.jobs.examples import (

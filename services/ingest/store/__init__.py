@@ -1,6 +1,6 @@
 """Ingest's SQL, but for a feature package's own (members/store/, subjects/store.py,
 receipts/store.py, compat/store.py, batches/store.py, evaluations/store.py): the job read model (here), its event log
-(log.py), reads over many jobs (listing.py), callers' keys, sessions, uploads and rates (callers.py); a
+(log.py), reads over many jobs (listing.py), callers' keys, sessions and rates (callers.py); a
 submission's write with its data key and Idempotency-Key (here).
 
 Its modules besides those named above:
@@ -18,11 +18,8 @@ from services.common.contracts import FINAL_STATES, JobEvent
 from services.common.db import Conn, Statement, together, updated
 from services.ingest.domain import Change, JobView, erased
 from services.ingest.store.callers import (
-    NewUpload,
     forget_idle_clients,
-    insert_upload,
     live_key,
-    read_upload,
     take_anonymous_request,
 )
 from services.ingest.store.data_keys import (
@@ -61,13 +58,13 @@ from services.ingest.store.log import (
     tenant_log_position,
 )
 
-__all__ = ["LOG_CHANNEL_PREFIX", "Change", "Cursor", "IdempotencyKeyTaken", "InvalidCursor", "JobFilter", "NewUpload", "Page",
+__all__ = ["LOG_CHANNEL_PREFIX", "Change", "Cursor", "IdempotencyKeyTaken", "InvalidCursor", "JobFilter", "Page",
            "KeyBinding", "WrappedDataKey", "append_log", "append_new_job", "claim_and_lock_views", "delete_data_key",
            "insert_data_key", "keys_not_under", "read_data_key",
            "read_every_data_key", "rewrite_data_key", "wrapped_keys_by_kek", "erase_job", "forget_expired_keys",
-           "forget_idle_clients", "insert_job", "insert_output_report", "insert_upload", "job_state",
+           "forget_idle_clients", "insert_job", "insert_output_report", "job_state",
            "erased_job_ids", "job_with_output", "list_views", "stored_views", "live_key", "settled_views", "tenant_exists", "views_with_outputs", "lock_plan_and_key", "log_channel", "quiet_open_views", "read_log",
-           "read_tenant_log", "read_upload", "read_view", "reference_to_delete",
+           "read_tenant_log", "read_view", "reference_to_delete",
            "remember_reference", "take_anonymous_request", "tenant_log_position", "was_erased", "write_submission",
            "write_views"]
 

@@ -1,16 +1,11 @@
-"""Who calls and what they bring: the API key or the console session a request carries, its
-uploads, and the request rate of anonymous clients."""
+"""Who calls: the API key or the console session a request carries, and the request rate of
+anonymous clients."""
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-from uuid import UUID
+from typing import Any
 
 from psycopg.rows import DictRow
 
 from services.common.db import Conn
-
-if TYPE_CHECKING:
-    from services.ingest.inputs.screening import ScreenedImage
 
 # A key's last use is written at most this often, so a busy key costs no write per request.
 LAST_USED_RESOLUTION = "1 minute"
@@ -33,18 +28,6 @@ async def live_key(conn: Conn, key_hash: str) -> dict[str, Any] | None:
         await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = %s", [row["id"]])
     return row
 
-@dataclass(frozen=True)
-class NewUpload:
-    """A tenant's screened photo as it is stored: under its own id, in the tenant's uploads."""
-
-    id: UUID
-    tenant_id: str
-    photo: "ScreenedImage"
-
-    @property
-    def key(self) -> str:
-        return f"{self.tenant_id}/uploads/{self.id}.{self.photo.extension}"
-
 
 async def live_session(conn: Conn, token_hash: str, *, idle_s: int) -> DictRow | None:
     """The session with this token, with its member and the tenant's plan, while it is neither
@@ -60,25 +43,6 @@ async def live_session(conn: Conn, token_hash: str, *, idle_s: int) -> DictRow |
     if row is not None and not row["fresh"]:
         await conn.execute("UPDATE sessions SET last_seen_at = now() WHERE id = %s", [row["id"]])
     return row
-
-
-async def insert_upload(conn: Conn, upload: NewUpload) -> dict[str, Any]:
-    """Record an upload (its photo already stored under its key)."""
-    photo = upload.photo
-    row = await (await conn.execute(
-        "INSERT INTO uploads (id, tenant_id, key, media_type, width, height, size_bytes, sha256)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
-        [upload.id, upload.tenant_id, upload.key, photo.media_type, photo.width, photo.height, len(photo.data),
-         photo.sha256],
-    )).fetchone()
-    assert row is not None  # RETURNING * of the row inserted
-    return row
-
-
-async def read_upload(conn: Conn, upload_id: UUID, *, tenant_id: str) -> dict[str, Any] | None:
-    return await (await conn.execute(
-        "SELECT * FROM uploads WHERE id = %s AND tenant_id = %s", [upload_id, tenant_id])).fetchone()
-
 
 
 async def take_anonymous_request(conn: Conn, client: str, *, interval_s: float,

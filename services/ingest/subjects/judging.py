@@ -26,7 +26,7 @@ import numpy as np
 
 from services.common.quality.fingerprints import NEAR_DUPLICATE_BITS, distance
 from services.common.templates import InputCheck
-from services.ingest.inputs.guidance import failed_checks
+from services.ingest.inputs import failed_checks
 
 # dlib's threshold: two photos of one person lie under 0.6 apart (the scorer's identity).
 IDENTITY_THRESHOLD = 0.6

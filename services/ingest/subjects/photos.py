@@ -20,8 +20,7 @@ from services.common.sealing import SubjectField, seal_bytes
 from services.common.storage import Blob, ObjectStore
 from services.common.templates import load_catalogue
 from services.ingest import data_keys
-from services.ingest.inputs import screening
-from services.ingest.inputs.scorer_calls import SubjectQuestion, measure_subject
+from services.ingest.inputs import ScreenedImage, ScreeningGate, ScreeningLimits, Sent, SubjectQuestion, measure_subject
 from services.ingest.key_encryption import keyring_of
 from services.ingest.settings import IngestSettings
 from services.ingest.subjects import judging, store, views
@@ -33,8 +32,8 @@ from services.ingest.subjects.domain import photo_set_sha256, state_after_photos
 class Screened:
     """A photo offered, after screening: the clean image, or why screening refused the file."""
 
-    sent: screening.Sent
-    image: screening.ScreenedImage | None = None
+    sent: Sent
+    image: ScreenedImage | None = None
     refused: str | None = None
 
 
@@ -44,7 +43,7 @@ class PhotoOffer:
 
     tenant_id: str
     subject_id: UUID
-    photos: Sequence[screening.Sent]
+    photos: Sequence[Sent]
     actor: str
 
 
@@ -53,7 +52,7 @@ class PhotoIntake:
     runtime: ServiceRuntime
     settings: IngestSettings
     objects: ObjectStore
-    gate: screening.ScreeningGate
+    gate: ScreeningGate
 
     async def add(self, offer: PhotoOffer) -> None:
         """Screen, measure, judge and keep the offered photos (raises the problem of a subject
@@ -73,8 +72,8 @@ class PhotoIntake:
             await self.keep(conn, Judging(row=row, key=key, screened=screened, offered=offered), actor=offer.actor)
         self.runtime.relay.notify()
 
-    async def screened(self, sent: screening.Sent) -> Screened:
-        limits = screening.ScreeningLimits(self.settings.max_upload_bytes, self.settings.max_reference_pixels)
+    async def screened(self, sent: Sent) -> Screened:
+        limits = ScreeningLimits(self.settings.max_upload_bytes, self.settings.max_reference_pixels)
         try:
             return Screened(sent, await self.gate.screen(sent.data, limits, name=sent.name))
         except Problem as problem:
@@ -126,7 +125,7 @@ class PhotoIntake:
                                                            "refused": sum(not v.accepted for v in verdicts)}))
 
     async def photo_row(self, judging_: "Judging", verdict: judging.PhotoJudgement,
-                        *, image: screening.ScreenedImage | None) -> store.PhotoRow:
+                        *, image: ScreenedImage | None) -> store.PhotoRow:
         """The photo's row; an accepted photo is stored sealed first."""
         row, key = judging_.row, judging_.key
         subject_id, measured = row["id"], verdict.offered.measured

@@ -11,9 +11,8 @@ from services.common.api import RequestModel, StorableText
 from services.common.audit import key_actor
 from services.common.contracts import SubjectKind
 from services.common.problems import Problem
-from services.ingest import store
-from services.ingest.deps import JobsReader, JobsSubmitter, Objects, Runtime, Screening, Settings
-from services.ingest.inputs import screening
+from services.ingest.deps import JobsReader, JobsSubmitter, Objects, Runtime, Settings
+from services.ingest.inputs import MAX_REFERENCE_BASE64, Screening, Sent, read_upload, reference_photo_bytes
 from services.ingest.subjects import store as subject_store
 from services.ingest.subjects.changes import retention_of
 from services.ingest.subjects.domain import PhotoVerdict, Subject
@@ -33,7 +32,7 @@ router = APIRouter(prefix="/v1/subjects", tags=["subjects"])
 # Photos sent in a request's JSON (base64): each up to the reference photo's size, so a body
 # stays bounded; more photos come by upload id.
 MAX_JSON_PHOTOS = 10
-Base64Photo = Annotated[str, StringConstraints(min_length=1, max_length=screening.MAX_REFERENCE_BASE64)]
+Base64Photo = Annotated[str, StringConstraints(min_length=1, max_length=MAX_REFERENCE_BASE64)]
 
 
 class Photos(RequestModel):
@@ -84,17 +83,17 @@ def subjects_of(runtime: Runtime, settings: Settings, *, objects: Objects) -> Su
     return Subjects(runtime, settings, objects)
 
 
-async def sent_photos(body: Photos, tenant: str, *, intake: PhotoIntake) -> list[screening.Sent]:
+async def sent_photos(body: Photos, tenant: str, *, intake: PhotoIntake) -> list[Sent]:
     """The request's photos: its base64 ones, then its uploads' (the tenant's own only)."""
-    sent = [screening.Sent(screening.reference_photo_bytes(photo), f"photos[{i}]") for i, photo in enumerate(body.photos)]
+    sent = [Sent(reference_photo_bytes(photo), f"photos[{i}]") for i, photo in enumerate(body.photos)]
     objects = intake.objects
     async with intake.runtime.pool.connection() as conn:
         for i, upload_id in enumerate(body.uploads):
-            upload = await store.read_upload(conn, upload_id, tenant_id=tenant)
+            upload = await read_upload(conn, upload_id, tenant_id=tenant)
             if upload is None:
                 raise Problem(status=422, slug="unknown-upload", detail=f"uploads[{i}]: you have no upload {upload_id}",
                               extra={"field": f"uploads[{i}]"})
-            sent.append(screening.Sent(await objects.get(objects.internal_bucket, upload["key"]), f"uploads[{i}]"))
+            sent.append(Sent(await objects.get(objects.internal_bucket, upload["key"]), f"uploads[{i}]"))
     return sent
 
 

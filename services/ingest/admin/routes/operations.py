@@ -34,7 +34,7 @@ from services.common.quality.profiles import profile_names
 from services.ingest import store, subjects
 from services.ingest.deps import Runtime, Settings
 from services.ingest.domain import Period
-from services.ingest.inputs.scorer_calls import calibrate
+from services.ingest.inputs import calibrate
 from services.ingest.jobs.domain import JobView
 
 router = APIRouter(prefix="/admin/v1", include_in_schema=False)

@@ -11,9 +11,9 @@ from pydantic import BaseModel
 
 from services.common import problems
 from services.common.problems import Problem
-from services.ingest import store
-from services.ingest.deps import JobsReader, JobsWriter, Objects, Runtime, Screening, Settings, read_capped
-from services.ingest.inputs import screening
+from services.ingest.deps import JobsReader, JobsWriter, Objects, Runtime, Settings, read_capped
+from services.ingest.inputs.screening import Screening, ScreeningLimits
+from services.ingest.inputs.store import NewUpload, insert_upload, read_upload
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
 
@@ -91,12 +91,12 @@ async def create_upload(request: Request, response: Response, tenant: JobsWriter
     with the reason, and nothing is stored. What is kept is upright (EXIF orientation
     applied) and carries no metadata (EXIF, GPS, XMP, ICC)."""
     data = await received_photo(request, settings.max_upload_bytes)
-    limits = screening.ScreeningLimits(settings.max_upload_bytes, settings.max_reference_pixels)
+    limits = ScreeningLimits(settings.max_upload_bytes, settings.max_reference_pixels)
     photo = await gate.screen(data, limits, name="the upload")
-    upload = store.NewUpload(uuid4(), tenant, photo)
+    upload = NewUpload(uuid4(), tenant, photo)
     await objects.put(objects.internal_bucket, upload.key, content=photo)
     async with runtime.pool.connection() as conn:
-        row = await store.insert_upload(conn, upload)
+        row = await insert_upload(conn, upload)
     response.headers["Location"] = f"/v1/uploads/{upload.id}"
     return as_upload(row)
 
@@ -113,7 +113,7 @@ def parse_upload_id(upload_id: str) -> UUID:
 async def get_upload(upload_id: str, tenant: JobsReader, runtime: Runtime) -> Upload:
     """An upload's screened properties; another tenant's upload is as unknown as none."""
     async with runtime.pool.connection() as conn:
-        row = await store.read_upload(conn, parse_upload_id(upload_id), tenant_id=tenant)
+        row = await read_upload(conn, parse_upload_id(upload_id), tenant_id=tenant)
     if row is None:
         raise Problem(status=404, slug="upload-not-found", detail=f"no upload {upload_id!r}")
     return as_upload(row)
