@@ -138,8 +138,14 @@ def project(payload: dict[str, Any], event_type: str, *, shapes: Shapes,
     """The payload as the release of `shapes` reads it: without the fields it does not know
     (which a reader whose models forbid extra fields would refuse), and the paths left out.
     The values of the `whole` models are kept unwalked (the readers know all they may hold)."""
+    return project_model(payload, shapes["events"][event_type], shapes=shapes, whole=whole)
+
+
+def project_model(payload: dict[str, Any], model: str, *, shapes: Shapes,
+                  whole: frozenset[str] = frozenset()) -> tuple[dict[str, Any], list[str]]:
+    """`project` for a value of one of the events' models (`JobSpec`), wherever it is kept."""
     narrowing = Narrowing(defs=shapes["$defs"], whole=whole)
-    projected = narrowing.members(payload, shapes["$defs"][shapes["events"][event_type]], path="")
+    projected = narrowing.members(payload, shapes["$defs"][model], path="")
     return projected, narrowing.left_out
 
 

@@ -43,7 +43,9 @@ Judged = RegenerationRequested | CandidatesScored | ScoringFailed | CandidatesCh
 
 async def admit(ctx: HandlerContext, event: CreditsReserved, *, scheduler: AttemptScheduler) -> None:
     job = domain.AdmittedJob(spec=event.job, budget_micro_usd=event.max_provider_spend_micro_usd, traceparent=ctx.envelope.traceparent)
-    if await store.admit_job(ctx.conn, job, claim=ctx.claim):
+    # Kept as the events are written: during a rolling update a replica of the previous release
+    # may take the job's attempts, and its JobSpec refuses a member it does not know.
+    if await store.admit_job(ctx.conn, job, claim=ctx.claim, spec_json=ctx.writer.shared(event.job)):
         request = QueuedAttempt(job_id=event.job_id, attempt=1, images_needed=event.job.images, tier=event.job.tier, tenant_id=event.tenant_id,
                                  priority=event.job.priority, job_priority=event.job.job_priority)
         ctx.after_commit(lambda: scheduler.announce(request))

@@ -34,10 +34,11 @@ class QueuedAttempt:
         return self.job_id, self.attempt
 
 
-async def admit_job(conn: Conn, job: AdmittedJob, *, claim: InboxClaim | None = None) -> bool:
+async def admit_job(conn: Conn, job: AdmittedJob, *, claim: InboxClaim | None = None, spec_json: str | None = None) -> bool:
     """Record an admitted job (its spend and next index are the new job's) and ask for its first
     attempt, in one statement, which makes `claim` too if given (then told what is fresh); False
-    if it was admitted (or canceled) before."""
+    if it was admitted (or canceled) before. Its spec is kept as `spec_json` if given (written
+    for the replicas of the release the events are written for), else whole."""
     spec = job.spec
     claim = claim or InboxClaim([])
     row = await (await conn.execute(*claim.first_by_name(
@@ -49,7 +50,7 @@ async def admit_job(conn: Conn, job: AdmittedJob, *, claim: InboxClaim | None = 
         "  SELECT job_id, 1, %(images)s FROM admitted ON CONFLICT DO NOTHING RETURNING job_id)"
         " SELECT (SELECT count(*) FROM requested) AS requested, (SELECT ids FROM claimed_ids) AS claimed",
         {"job": spec.job_id, "tenant": spec.tenant_id, "tier": spec.tier, "template": spec.template,
-         "spec": spec.model_dump_json(), "budget": job.budget_micro_usd, "traceparent": job.traceparent,
+         "spec": spec_json or spec.model_dump_json(), "budget": job.budget_micro_usd, "traceparent": job.traceparent,
          "images": spec.images}))).fetchone()
     assert row is not None, "a SELECT without FROM gives one row"
     claim.fresh(row["claimed"])

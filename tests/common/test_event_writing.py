@@ -84,6 +84,18 @@ def test_the_previous_release_reads_every_event_written_for_it_and_refuses_the_s
             previous_contracts.parse_event(event.event_type, json.loads(whole.body(event)))
 
 
+def test_a_model_kept_for_the_previous_release_is_read_by_it_and_refused_when_kept_whole(previous_contracts):
+    """A value of an event's model kept in a table both releases read (the router's job specs)."""
+    job = spec()
+    kept = EventWriter(namespace="genline", readers=PREVIOUS.version).shared(job)
+    assert previous_contracts.JobSpec.model_validate_json(kept).job_id == job.job_id
+    assert JobSpec.model_validate_json(kept) == job
+    whole = EventWriter(namespace="genline").shared(job)
+    with pytest.raises(ValueError, match="output_format"):
+        previous_contracts.JobSpec.model_validate_json(whole)
+    assert JobSpec.model_validate_json(whole) == job
+
+
 def test_the_types_this_release_widened_are_the_ones_carrying_its_new_members():
     before = record_of(PREVIOUS.version)["events"]
     assert {"genline.job.submitted.v2", "genline.credits.reserved.v2", "genline.candidates.generated.v3",

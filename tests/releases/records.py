@@ -5,6 +5,7 @@ import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from services.common.contracts import PUBLISHERS
@@ -29,15 +30,20 @@ def source_of(release: Release, into: Path) -> Path:
     return into
 
 
-def record_of_tree(root: Path, version: str) -> dict[str, Any]:
-    """What `releases.this_record()` said at that tree: its contracts' event shapes (the module
-    loaded on its own, under a name of its own) and its migration files."""
-    spec = importlib.util.spec_from_file_location(f"contracts_of_{version.replace('.', '_')}",
-                                                  root / "services" / "common" / "contracts.py")
+def contracts_of_tree(root: Path, version: str) -> ModuleType:
+    """That tree's `services/common/contracts.py`, loaded on its own under a name of its own."""
+    spec = importlib.util.spec_from_file_location(f"contracts_of_{version.replace('.', '_')}", root / "services" / "common" / "contracts.py")
     assert spec is not None and spec.loader is not None
     contracts = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = contracts  # pydantic resolves the module's annotations through it
     spec.loader.exec_module(contracts)
+    return contracts
+
+
+def record_of_tree(root: Path, version: str) -> dict[str, Any]:
+    """What `releases.this_record()` said at that tree: its contracts' event shapes and its
+    migration files."""
+    contracts = contracts_of_tree(root, version)
     migrations = {part: sorted(p.stem for p in (root / "services" / part / "migrations").glob("*.sql"))
                   for part in ("common", *PUBLISHERS)}
     return {"version": version, "events": shapes_of(contracts.EVENT_TYPES), "migrations": migrations}

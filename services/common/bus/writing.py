@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic_core import to_json
 
 from services.common.contracts import Event
-from services.common.event_shapes import Shapes, current_shapes, project, whole_models, widened
+from services.common.event_shapes import Shapes, current_shapes, project, project_model, whole_models, widened
 from services.common.releases import RELEASE, record_of
 from services.common.settings import ServiceSettings
 
@@ -73,6 +74,19 @@ class EventWriter:
             return event.model_dump_json().encode()
         projected, _ = project(event.model_dump(mode="json"), event.event_type, shapes=shapes.shapes, whole=shapes.whole)
         return to_json(projected)
+
+    def shared(self, value: BaseModel) -> str:
+        """A value of one of the events' models kept in a table that the readers' release's
+        replicas read too (the router's job specs, which a replica rolled back to that release
+        takes its attempts from): its JSON as that release reads it, as `body` writes an event.
+        What it would leave out was refused before the event that brought it was written
+        (`withheld`)."""
+        shapes = readers_shapes(self.readers)
+        model = type(value).__name__
+        if shapes is None or model not in shapes.shapes["$defs"]:
+            return value.model_dump_json()
+        projected, _ = project_model(value.model_dump(mode="json"), model, shapes=shapes.shapes, whole=shapes.whole)
+        return to_json(projected).decode()
 
     def withheld(self, event: Event) -> list[str]:
         """The members the event sets (to other than their defaults) that the readers' release
