@@ -69,7 +69,7 @@ from genline_stack.stopping import run_stoppable, signals_held  # noqa: E402
 from services.common.quality.profiles import job_profile  # noqa: E402
 from services.common.settings import ServiceSettings  # noqa: E402
 from services.common.storage import Blob, ObjectStore  # noqa: E402
-from services.ingest.accounts.tenants import Tenant, create_tenant  # noqa: E402
+from services.ingest.accounts import Tenant, create_tenant  # noqa: E402
 from services.ingest.settings import IngestSettings  # noqa: E402
 from services.ledger.app import grant  # noqa: E402
 from services.ledger.records import CreditGrant  # noqa: E402

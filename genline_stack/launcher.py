@@ -21,7 +21,7 @@ from genline_stack.embedded import EmbeddedStack
 from genline_stack.endpoints import Endpoints
 from genline_stack.fleet import ServiceFleet
 from genline_stack.stopping import Stop, signals_held, stopped_by_signals
-from services.ingest.accounts.tenants import Tenant, ensure_tenant
+from services.ingest.accounts import Tenant, ensure_tenant
 from services.ingest.settings import IngestSettings
 from services.ledger.app import grant
 from services.ledger.records import CreditGrant

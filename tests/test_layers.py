@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 # Ingest's feature packages, each kept by a contract of its own (services/ingest/__init__.py).
 INGEST_FEATURES = ("members", "subjects", "receipts", "compat", "batches", "evaluations", "admin", "webhooks",
-                   "console", "billing", "inputs")
+                   "console", "billing", "inputs", "accounts")
 
 
 def lint_imports(source_root: Path) -> subprocess.CompletedProcess:
@@ -77,9 +77,9 @@ def test_ingest_kernel_importing_a_feature_breaks_the_contract(tmp_path):
 
 @pytest.mark.parametrize("feature", INGEST_FEATURES)
 def test_a_feature_reaching_past_another_features_face_breaks_the_contract(tmp_path, feature):
-    result = lint_imports(planted(tmp_path, "ingest/routes/keys.py", f"from services.ingest.{feature} import routes"))
+    result = lint_imports(planted(tmp_path, "ingest/ledger_calls.py", f"from services.ingest.{feature} import routes"))
     assert result.returncode == 1
-    assert f"services.ingest.routes.keys -> services.ingest.{feature}.routes" in result.stdout
+    assert f"services.ingest.ledger_calls -> services.ingest.{feature}.routes" in result.stdout
 
 
 @pytest.mark.parametrize(("module", "provider"), [("router/providers/registry.py", "fal.queue"),

@@ -7,7 +7,7 @@ they cannot drift from it:
   and every schema with its fields.
 * `reference/cli.md`: the `genline` command line, each command's generated `--help`.
 * `reference/roles.md`: the scopes and the roles made of them, from
-  `services.ingest.accounts.roles`, the table the API's dependencies and the console read.
+  `services.ingest.roles`, the table the API's dependencies and the console read.
 """
 
 import argparse
@@ -18,7 +18,7 @@ from typing import Any
 from mkdocs.structure.files import File, Files
 
 from genline_cli.main import command_tree
-from services.ingest.accounts import roles
+from services.ingest import roles
 from services.ingest.app import openapi_document
 
 METHODS = ("get", "post", "put", "patch", "delete")

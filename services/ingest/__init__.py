@@ -11,15 +11,18 @@ The kernel every feature imports, which imports no feature package:
 settings.py        IngestSettings, the service's configuration
 team_settings.py   TeamSettings (SMTP, the link key, session timeouts, identity providers), part of IngestSettings
 deps.py            FastAPI dependencies: runtime, settings, objects, plans, the scoped caller (an API key, or a
-                   member's console session with its CSRF token)
-session_auth.py    a console session's cookies, its token's digest and its CSRF check, as deps.py reads them
+                   member's console session with its CSRF token) and the request counted against its plan's rate
+session_auth.py    a key's hash; a console session's cookies, its token's digest and its CSRF check, as deps.py reads them
+roles.py           the scopes and the role table (owner, admin, developer, billing, viewer) everything reads
+plans.py           plans as data (plans.yaml) and the request-rate arithmetic
+prompt_rules.py    the operator's and the tenant's prompt rules, judged without I/O (the settings hold the operator's)
 signing_key.py     the receipts' signing key read from its text, or made, as the settings check it
 
 routes/            one module per API area; each declares routes and calls the modules below
 domain.py          the job read model (JobView and its parts: billing, failure, stage costs…; a log entry), without I/O
 handlers.py        bus handlers: every service's job events projected into the read model and its log
 store/             ingest's SQL but the feature packages': the read model and submissions (__init__), the event log (log.py),
-                   reads over many jobs (listing.py), callers' keys, sessions and rates (callers.py), data keys,
+                   reads over many jobs (listing.py), callers' keys, sessions and rates (callers.py, the kernel's), data keys,
                    a feature package keeps its own
 ledger_calls.py    the ledger's gRPC messages, its stub as a dependency, its errors as problems
 data_keys.py       each job's data key, which seals its prompt; erasure destroys it
@@ -39,16 +42,16 @@ jobs/              a job from submission to its end
   sweep_rules.py     the sweeper's rules: how long a job may stay in a state, what a look decides
   sweeper.py         the sweeper's rounds: one replica at a time ends the overdue jobs
   replay.py          `genline replay jobs`: every read model rebuilt from the events and compared
-accounts/          who may call, and how much
-  roles.py           the scopes and the role table (owner, admin, developer, billing, viewer) everything reads
-  tenants.py         the tenants table, and creating a tenant or moving its plan from outside the service
-  keys.py            API keys: scopes, spend caps, making and hashing a key, the api_keys table
+accounts/          keys and accounts, one feature package: tenants and their plans, API keys, a plan's limits at
+                   submission, spend caps and prompt screening
+  routes/            `/v1/api-keys` (keys.py), `/v1/account/prompt-screening` (prompt_screening.py)
+  store.py           the accounts' tables: tenants, api_keys, the plans' counters, prompt_screening
+  tenants.py         creating a tenant or moving its plan from outside the service
+  keys.py            API keys: making a key, issuing and rotating it, its grant and spend caps
   spend_caps.py      a key's spend as the ledger counts it, and the 402 a job past its cap gets
   prompt_screening.py prompts screened before any hold: rules, the tenant's table, moderation's outage
-  prompt_rules.py    the operator's and the tenant's prompt rules, judged without I/O
   moderation.py      the hosted moderation adapter (OpenAI-style) behind its breaker
-  plans.py           plans as data (plans.yaml) and the request-rate arithmetic
-  limits.py          a plan's limits enforced on the database (rate, jobs in progress, images per day)
+  limits.py          a plan's limits at submission, on the database (jobs in progress, images per day)
 subjects/          the people and products jobs are of, known by the tenant's photos; one feature package
   routes.py          `/v1/subjects`
   store.py           the subjects tables

@@ -16,9 +16,9 @@ from services.common.internal_calls import ServiceAuth, identity_client_intercep
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
 from services.ingest import handlers, ledger_calls
-from services.ingest.accounts.moderation import Breaker, HostedModeration
-from services.ingest.accounts.plans import load_plans
-from services.ingest.accounts.prompt_screening import PromptGate
+from services.ingest.accounts import Breaker, HostedModeration, PromptGate
+from services.ingest.accounts.routes import keys as key_routes
+from services.ingest.accounts.routes import prompt_screening
 from services.ingest.admin.routes import operations as admin
 from services.ingest.admin.routes import platform as admin_platform
 from services.ingest.admin.routes import tenants as admin_tenants
@@ -40,6 +40,7 @@ from services.ingest.jobs.sweeper import Sweeper
 from services.ingest.members import wiring as member_wiring
 from services.ingest.members.routes import admin as admin_members
 from services.ingest.members.routes import members, sign_in, sso
+from services.ingest.plans import load_plans
 from services.ingest.receipts.document import ReceiptSigner
 from services.ingest.receipts.issuing import record_signing_key
 from services.ingest.receipts.routes import provenance, receipts
@@ -49,11 +50,9 @@ from services.ingest.routes import (
     documentation,
     internal,
     jobs,
-    prompt_screening,
     root,
     templates,
 )
-from services.ingest.routes import keys as key_routes
 from services.ingest.settings import IngestSettings
 from services.ingest.signing_key import load_signing_key
 from services.ingest.subjects import routes as subjects

@@ -11,7 +11,7 @@ from services.common.cli import CommandTree, add_replay_source
 
 
 def create_tenant(args: argparse.Namespace) -> int:
-    from services.ingest.accounts.tenants import Tenant, create_tenant
+    from services.ingest.accounts import Tenant, create_tenant
     from services.ingest.settings import IngestSettings
 
     try:
@@ -22,7 +22,7 @@ def create_tenant(args: argparse.Namespace) -> int:
 
 
 def set_plan(args: argparse.Namespace) -> int:
-    from services.ingest.accounts.tenants import set_tenant_plan
+    from services.ingest.accounts import set_tenant_plan
     from services.ingest.settings import IngestSettings
 
     try:

@@ -1,6 +1,6 @@
 """FastAPI dependencies: the service's runtime, its settings, and the caller: the tenant of
 an API key, or of a member signed in to the console, that holds the scope the route needs
-(a member's scopes are their role's, services.ingest.accounts.roles)."""
+(a member's scopes are their role's, services.ingest.roles)."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,13 +17,10 @@ from services.common.problems import Problem
 from services.common.rounds import PeriodicRound
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
-from services.ingest import store
-from services.ingest.accounts import limits, roles
-from services.ingest.accounts.keys import hash_api_key
-from services.ingest.accounts.plans import PlanBook
-from services.ingest.accounts.prompt_screening import PromptGate
+from services.ingest import roles, store
 from services.ingest.jobs.live import LogWatch
-from services.ingest.session_auth import SESSION_COOKIE, check_csrf, digest
+from services.ingest.plans import Plan, PlanBook, RateDecision, rate_decision
+from services.ingest.session_auth import SESSION_COOKIE, check_csrf, digest, hash_api_key
 from services.ingest.settings import IngestSettings
 from services.ingest.store import callers
 
@@ -103,14 +100,6 @@ Objects = Annotated[ObjectStore, Depends(get_objects)]
 Watch = Annotated[LogWatch, Depends(get_log_watch)]
 
 
-async def get_prompt_gate(request: Request) -> PromptGate:
-    prompt_gate: PromptGate = request.app.state.prompt_gate
-    return prompt_gate
-
-
-PromptScreen = Annotated[PromptGate, Depends(get_prompt_gate)]
-
-
 @dataclass(frozen=True)
 class Member:
     """The member (a person, or a service account through its key) a caller acts as."""
@@ -187,6 +176,14 @@ async def by_key(conn: Conn, secret: str) -> tuple[Caller, str]:
     return Caller(tenant_id=row["tenant_id"], key_id=row["id"], scopes=scopes, caps=caps, member=member), row["plan"]
 
 
+async def take_request(conn: Conn, tenant_id: str, *, plan: Plan) -> RateDecision:
+    """Count one request against the tenant's rate (its plan's), and among the requests it was
+    answered today; the row moves only when the request is allowed. On the shared database, so
+    the rate holds across ingest's replicas."""
+    allowed, ahead_s = await callers.take_request(conn, tenant_id, rate=plan)
+    return rate_decision(plan, allowed, ahead_s=ahead_s)
+
+
 async def authenticated(request: Request, response: Response,
                         *, bearer: Annotated[HTTPAuthorizationCredentials | None, Security(api_key)]) -> Caller:
     """`Authorization: Bearer <api key>`, else the console's session cookie, looked up on every
@@ -206,7 +203,7 @@ async def authenticated(request: Request, response: Response,
             assert cookie is not None  # one of the two was sent
             caller, plan_name = await by_session(request, conn, token=cookie)
         plan = plans.get(plan_name)
-        decision = await limits.take_request(conn, caller.tenant_id, plan=plan)
+        decision = await take_request(conn, caller.tenant_id, plan=plan)
     telemetry.bind_tenant(caller.tenant_id)
     audit.ACTING.set(acting(caller, request))
     if not decision.allowed:

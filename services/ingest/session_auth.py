@@ -1,5 +1,6 @@
-"""How a console session authenticates a request, the kernel's half of sessions (members/
-opens, lists and ends them): the browser holds two cookies, the session's token (HttpOnly, so
+"""How a request's credentials are checked, the kernel's half of keys and sessions (accounts/
+issues and revokes keys, members/ opens, lists and ends sessions): an API key is looked up by
+its hash. For a console session the browser holds two cookies, the session's token (HttpOnly, so
 no script can read it) and a CSRF token that the console's script reads and echoes in
 `X-CSRF-Token` on every request that changes something. A change is accepted only with the
 session's own CSRF token (its hash is kept beside the session's) and, when the browser names
@@ -18,6 +19,12 @@ SESSION_COOKIE = "__Host-genline-session"
 CSRF_COOKIE = "__Host-genline-csrf"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def hash_api_key(key: str) -> str:
+    """What the database keeps of an API key: keys are 256 random bits, so one SHA-256 is
+    enough, there is nothing to brute-force."""
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def digest(token: str) -> str:

@@ -6,8 +6,8 @@ from pydantic import SecretStr, field_validator, model_validator
 
 from services.common.http_headers import Network, networks
 from services.common.settings import AdminApiSettings, refuse_missing_or_weak
-from services.ingest.accounts.prompt_rules import OperatorRule, Policy
 from services.ingest.key_encryption import LocalKeys
+from services.ingest.prompt_rules import OperatorRule, Policy
 from services.ingest.signing_key import load_signing_key
 from services.ingest.team_settings import TeamSettings
 

@@ -7,7 +7,7 @@ import uuid
 
 import httpx
 
-from services.ingest.accounts.keys import SCOPES
+from services.ingest.roles import SCOPES
 from tests.e2e.conftest import LEDGER_ADMIN_TOKEN, wait_for_audit
 
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from genline_stack.fleet import ServiceFleet
-from services.ingest.accounts.plans import load_plans
+from services.ingest.plans import load_plans
 from tests.e2e.conftest import FINAL, LEDGER_ADMIN_TOKEN, Tenant, make_tenant, own_fleet, wait_for_audit
 from tests.e2e.test_job_endings import local_provider
 

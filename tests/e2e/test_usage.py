@@ -7,7 +7,7 @@ import time
 import psycopg
 
 from services.common.contracts import FINAL_STATES
-from services.ingest.accounts.plans import load_plans
+from services.ingest.plans import load_plans
 
 FREE = load_plans().plans["free"]
 

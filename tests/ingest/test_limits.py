@@ -11,8 +11,9 @@ import pytest
 
 from services.common.problems import Problem
 from services.ingest.accounts import limits
-from services.ingest.accounts.plans import Plan
 from services.ingest.accounts.tenants import Tenant, create_tenant, tenants_transaction
+from services.ingest.deps import take_request
+from services.ingest.plans import Plan
 from services.ingest.settings import IngestSettings
 
 PLAN = Plan(name="small", requests_per_s=5, burst=3, concurrent_jobs=2, images_per_day=20, priority=0)
@@ -40,7 +41,7 @@ def run_in_transaction(settings, work):
 
 def test_a_burst_then_one_request_per_interval(settings, tenant):
     async def burst(conn):
-        return [await limits.take_request(conn, tenant, plan=PLAN) for _ in range(4)]
+        return [await take_request(conn, tenant, plan=PLAN) for _ in range(4)]
 
     decisions = run_in_transaction(settings, burst)
     assert [d.allowed for d in decisions] == [True, True, True, False]
@@ -49,7 +50,7 @@ def test_a_burst_then_one_request_per_interval(settings, tenant):
 
     async def later(conn):  # 0.4 s after the burst was spent: two intervals of 0.2 s have passed, two more fit
         await conn.execute("UPDATE rate_limits SET tat = now() + interval '0.2 seconds' WHERE tenant_id = %s", [tenant])
-        return [(await limits.take_request(conn, tenant, plan=PLAN)).allowed for _ in range(3)]
+        return [(await take_request(conn, tenant, plan=PLAN)).allowed for _ in range(3)]
 
     assert run_in_transaction(settings, later) == [True, True, False]
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from services.ingest.accounts.moderation import Breaker, HostedModeration, ModerationUnavailable, flagged_category
-from services.ingest.accounts.prompt_rules import OperatorRule, PromptRule, screen
+from services.ingest.prompt_rules import OperatorRule, PromptRule, screen
 
 # The shape of POST /v1/moderations in OpenAI's API reference (omni-moderation), abridged.
 FLAGGED = {"id": "modr-970d409ef3bef3b70c73d8232df86e7d", "model": "omni-moderation-latest", "results": [{

@@ -1,8 +1,8 @@
-"""API keys: their scopes, how a key is made and hashed, and the api_keys table (issue, list,
-revoke and rotate a tenant's keys, written by services.ingest.store.accounts). Only a key's SHA-256 is stored; the secret is returned
-once, when it is issued."""
+"""API keys: their scopes, how a key is made, and the api_keys table (issue, list, revoke and
+rotate a tenant's keys, written by accounts/store.py). Only a key's SHA-256 is stored (hashed by
+the kernel, session_auth.py, which looks a key up by it); the secret is returned once, when it
+is issued."""
 
-import hashlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,11 +12,12 @@ from psycopg.rows import DictRow
 
 from services.common.contracts import KeySpendCaps
 from services.common.db import Conn
-from services.ingest.accounts import roles
-from services.ingest.store import accounts as store
-from services.ingest.store.accounts import list_keys as list_keys
-from services.ingest.store.accounts import revoke_key as revoke_key
-from services.ingest.store.accounts import set_caps as set_caps
+from services.ingest import roles
+from services.ingest.accounts import store
+from services.ingest.accounts.store import list_keys as list_keys
+from services.ingest.accounts.store import revoke_key as revoke_key
+from services.ingest.accounts.store import set_caps as set_caps
+from services.ingest.session_auth import hash_api_key
 
 API_KEY_PREFIX = "gl_"
 # What a key may do; a key is created with a subset of its creator's. Keys made before
@@ -31,11 +32,6 @@ OPERATOR_KEY_NAME = "operator"
 
 def new_api_key() -> str:
     return API_KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_api_key(key: str) -> str:
-    """Keys are 256 random bits, so one SHA-256 is enough: there is nothing to brute-force."""
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 @dataclass(frozen=True, kw_only=True)

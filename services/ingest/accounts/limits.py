@@ -8,20 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 from services.common.db import Conn
 from services.common.problems import Problem
-from services.ingest.accounts.plans import Plan, PlanBook, RateDecision, rate_decision
-from services.ingest.store import accounts as store
-from services.ingest.store.accounts import requests_today as requests_today
+from services.ingest.accounts import store
+from services.ingest.plans import Plan, PlanBook
 
 # Seconds a client is told to wait when it has as many jobs running as its plan allows:
 # a job takes about this long to finish.
 CONCURRENCY_RETRY_AFTER_S = 10
-
-
-async def take_request(conn: Conn, tenant_id: str, *, plan: Plan) -> RateDecision:
-    """Count one request against the tenant's rate, and among the requests it was answered
-    today; the row moves only when the request is allowed."""
-    allowed, ahead_s = await store.take_request(conn, tenant_id, rate=plan)
-    return rate_decision(plan, allowed, ahead_s=ahead_s)
 
 
 async def lock_plan(conn: Conn, tenant_id: str, *, plans: PlanBook) -> Plan:

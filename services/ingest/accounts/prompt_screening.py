@@ -4,12 +4,15 @@ configured, whose outage follows the tenant's policy. A refusal is a 422 naming 
 nothing is written, held or generated."""
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
 
 from services.common.db import Conn, Pool
 from services.common.problems import Problem
+from services.ingest.accounts import store
 from services.ingest.accounts.moderation import HostedModeration, ModerationUnavailable
-from services.ingest.accounts.prompt_rules import OperatorRule, Policy, PromptRule, Refusal, screen
-from services.ingest.store import accounts as store
+from services.ingest.prompt_rules import OperatorRule, Policy, PromptRule, Refusal, screen
 
 
 @dataclass(frozen=True)
@@ -63,3 +66,12 @@ class PromptGate:
             return
         if category is not None:
             raise refused(Refusal(category, "moderation"))
+
+
+async def get_prompt_gate(request: Request) -> PromptGate:
+    prompt_gate: PromptGate = request.app.state.prompt_gate
+    return prompt_gate
+
+
+# The gate as a route's dependency: `prompts: PromptScreen`.
+PromptScreen = Annotated[PromptGate, Depends(get_prompt_gate)]

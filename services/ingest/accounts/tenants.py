@@ -7,14 +7,13 @@ from contextlib import asynccontextmanager
 
 from services.common.db import Conn, migrate
 from services.common.runtime import ServiceRuntime
-from services.ingest.accounts import keys
-from services.ingest.accounts.keys import hash_api_key
-from services.ingest.accounts.plans import load_plans
+from services.ingest.accounts import keys, store
+from services.ingest.accounts.store import Tenant as Tenant
+from services.ingest.accounts.store import insert_tenant as insert_tenant
+from services.ingest.accounts.store import set_plan as set_plan
+from services.ingest.plans import load_plans
+from services.ingest.session_auth import hash_api_key
 from services.ingest.settings import IngestSettings
-from services.ingest.store import accounts as store
-from services.ingest.store.accounts import Tenant as Tenant
-from services.ingest.store.accounts import insert_tenant as insert_tenant
-from services.ingest.store.accounts import set_plan as set_plan
 
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 

@@ -22,7 +22,7 @@ from services.common.contracts import KeySpendCaps
 from services.common.problems import Problem
 from services.common.rounds import PeriodicRound
 from services.ingest import store
-from services.ingest.accounts.spend_caps import Submitter
+from services.ingest.accounts import Submitter, tenant_plan
 from services.ingest.batches import jsonl
 from services.ingest.batches import store as batch_store
 from services.ingest.batches.lines import line_job, line_key, refused_body
@@ -30,7 +30,6 @@ from services.ingest.batches.store import LineRecord, NewFile
 from services.ingest.jobs import domain, projection
 from services.ingest.jobs.submission import JobAdmission
 from services.ingest.settings import IngestSettings
-from services.ingest.store.accounts import tenant_plan
 
 log = logging.getLogger(__name__)
 # What a round waits before it looks at a batch again: one with lines to submit, at once; one

@@ -7,8 +7,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.common.problems import Problem
-from services.ingest.accounts.prompt_screening import PromptGate
-from services.ingest.accounts.spend_caps import Submitter
+from services.ingest.accounts import PromptGate, Submitter
 from services.ingest.compat.images import ImagesResponse, images_response
 from services.ingest.compat.models import ResponseFormat
 from services.ingest.compat.outcomes import refusal, still_running

@@ -14,8 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from services.common import problems
 from services.common.problems import Problem
-from services.ingest.accounts.prompt_screening import PromptGate
-from services.ingest.accounts.spend_caps import Submitter
+from services.ingest.accounts import PromptGate, PromptScreen, Submitter
 from services.ingest.compat import forms
 from services.ingest.compat import store as keys_bound
 from services.ingest.compat.calls import AnswerShape, ImageCall, checked_job
@@ -35,7 +34,6 @@ from services.ingest.deps import (
     JobsSubmitter,
     Objects,
     Plans,
-    PromptScreen,
     Runtime,
     Settings,
     Watch,

@@ -10,8 +10,7 @@ from fastapi import APIRouter, Request, Response
 
 from services.common import problems
 from services.common.problems import Problem
-from services.ingest.accounts import spend_caps
-from services.ingest.accounts.spend_caps import Submitter
+from services.ingest.accounts import Submitter, evaluation_refusal, tenant_plan
 from services.ingest.deps import (
     Caller,
     EvaluationRounds,
@@ -31,7 +30,6 @@ from services.ingest.evaluations.work import Workshop
 from services.ingest.inputs import Screening
 from services.ingest.ledger_calls import Ledger, LedgerClient, LedgerStub, QuoteAsk
 from services.ingest.settings import IngestSettings
-from services.ingest.store.accounts import tenant_plan
 from services.ingest.webhooks import check_webhook_url
 
 router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
@@ -82,7 +80,7 @@ async def at_the_door(caller: Caller, *, body: JudgedBy, images: int, ledger: Le
     if ledger is not None:
         quote = QuoteAsk(tenant_id=caller.tenant_id, template=body.template, tier="stable", images=images)
         submitter = Submitter(caller.key_id, caller.caps) if caller.key_id is not None else None
-        refused = await spend_caps.evaluation_refusal(LedgerClient(ledger, settings.ledger_grpc_timeout_s),
+        refused = await evaluation_refusal(LedgerClient(ledger, settings.ledger_grpc_timeout_s),
                                                       submitter, quote=quote)
         if refused is not None:
             raise refused

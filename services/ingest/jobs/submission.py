@@ -40,9 +40,7 @@ from services.common.sealing import JobField, seal
 from services.common.storage import ObjectStore, StorageError
 from services.common.templates import Template, load_catalogue
 from services.ingest import data_keys, store
-from services.ingest.accounts import limits, spend_caps
-from services.ingest.accounts.plans import PlanBook
-from services.ingest.accounts.spend_caps import Submitter
+from services.ingest.accounts import Submitter, check_order_size, check_submission, count_usage, refusal
 from services.ingest.inputs import (
     MAX_REFERENCE_BASE64,
     ScreeningGate,
@@ -58,6 +56,7 @@ from services.ingest.jobs.scoring_checks import check_scoring, profile_version, 
 from services.ingest.jobs.video_request import VideoRequest
 from services.ingest.key_encryption import keyring_of
 from services.ingest.ledger_calls import LedgerClient, QuoteAsk, SubjectQuote
+from services.ingest.plans import PlanBook
 from services.ingest.settings import IngestSettings
 from services.ingest.webhooks import check_webhook_url
 
@@ -300,7 +299,7 @@ class JobAdmission:
                       video_duration_s=video.duration_s if video else None,
                       video_resolution=video.resolution if video else None,
                       subject=SubjectQuote.of(subject, body.identity))
-        return await spend_caps.refusal(LedgerClient(self.ledger, self.settings.ledger_grpc_timeout_s), submitter,
+        return await refusal(LedgerClient(self.ledger, self.settings.ledger_grpc_timeout_s), submitter,
                                         quote=quote)
 
     async def input_photo(self, tenant_id: str, body: JobRequest) -> str | None:
@@ -371,11 +370,11 @@ class JobAdmission:
                 first = await store.read_view(conn, bound[0], tenant_id=tenant)
                 assert first is not None, "a live Idempotency-Key names a job that is not erased (erasure forgets it)"
                 return first
-            limits.check_order_size(plan, body.images, candidates=body.candidates)
+            check_order_size(plan, body.images, candidates=body.candidates)
             video_request.check_plan_limits(body.video, plan)
             if over_cap is not None:
                 raise over_cap
-            limits.check_submission(plan, await limits.count_usage(conn, tenant, now=datetime.now(UTC)), images=body.images)
+            check_submission(plan, await count_usage(conn, tenant, now=datetime.now(UTC)), images=body.images)
             spec = spec.model_copy(update={"priority": plan.priority})
             view = domain.submitted_view(spec, body.prompt)
             await projection.record_submitted(conn, view, at=spec.submitted_at)

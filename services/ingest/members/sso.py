@@ -15,7 +15,7 @@ from services.common.audit import Action, record_action
 from services.common.db import Conn
 from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
-from services.ingest.accounts import roles
+from services.ingest import roles
 from services.ingest.key_encryption import Keyring
 from services.ingest.members import oidc, team
 from services.ingest.members.links import LinkSigner

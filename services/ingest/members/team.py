@@ -3,7 +3,7 @@ role changed, a member or service account removed (their keys revoked unless mov
 sessions ended), a service account added, an invitation made, revoked or accepted.
 
 Two rules hold throughout. A caller gives or takes away only roles whose scopes are all their
-own (services.ingest.accounts.roles.may_grant): an admin cannot make, demote or remove an owner.
+own (services.ingest.roles.may_grant): an admin cannot make, demote or remove an owner.
 And a tenant that has an owner keeps one: the last is neither demoted nor removed (409; the
 database refuses it too, and every change runs with the tenant's row locked)."""
 
@@ -20,7 +20,7 @@ from services.common.audit import Action, member_actor, record_action
 from services.common.db import Conn
 from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
-from services.ingest.accounts import roles
+from services.ingest import roles
 from services.ingest.members.links import BadLink, LinkSigner
 from services.ingest.members.mail import Mail, Mailer, MailUnsent
 from services.ingest.members.store import members as store

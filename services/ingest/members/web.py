@@ -7,9 +7,9 @@ from fastapi import Request
 
 from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
-from services.ingest.accounts.plans import Plan, rate_decision
 from services.ingest.deps import client_address
 from services.ingest.members import sessions
+from services.ingest.plans import Plan, rate_decision
 from services.ingest.store import callers
 
 # Requests made without a key (a link asked for or followed, a sign-in begun) per address.

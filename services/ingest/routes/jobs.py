@@ -16,14 +16,13 @@ from services.common.contracts import JobErased, OutputReported
 from services.common.problems import Problem
 from services.common.storage import ObjectStore
 from services.ingest import data_keys, store
-from services.ingest.accounts.spend_caps import Submitter
+from services.ingest.accounts import PromptScreen, Submitter
 from services.ingest.deps import (
     JobsReader,
     JobsSubmitter,
     JobsWriter,
     Objects,
     Plans,
-    PromptScreen,
     Runtime,
     Settings,
 )

@@ -1,10 +1,10 @@
 """Ingest's SQL, but for a feature package's own (members/store/, subjects/store.py,
-receipts/store.py, compat/store.py, batches/store.py, evaluations/store.py): the job read model (here), its event log
-(log.py), reads over many jobs (listing.py), callers' keys, sessions and rates (callers.py); a
-submission's write with its data key and Idempotency-Key (here).
+receipts/store.py, compat/store.py, batches/store.py, evaluations/store.py, accounts/store.py…): the job
+read model (here), its event log (log.py), reads over many jobs (listing.py), callers' keys, sessions
+and rates as a request is authenticated (callers.py, the kernel's); a submission's write with its
+data key and Idempotency-Key (here).
 
 Its modules besides those named above:
-    accounts.py       the accounts' tables
     data_keys.py      the `data_keys` table
 """
 

@@ -1,7 +1,7 @@
-"""Who calls: the API key or the console session a request carries, and the request rate of
-anonymous clients."""
+"""Who calls: the API key or the console session a request carries; the request rate of a
+tenant's plan, taken as each request is authenticated, and that of anonymous clients."""
 
-from typing import Any
+from typing import Any, Protocol
 
 from psycopg.rows import DictRow
 
@@ -11,6 +11,8 @@ from services.common.db import Conn
 LAST_USED_RESOLUTION = "1 minute"
 # A session's last activity is written at most this often, so a busy console costs no write per request.
 SEEN_RESOLUTION_S = 15
+# The day a tenant's requests are counted in.
+TODAY = "(now() AT TIME ZONE 'UTC')::date"
 
 
 async def live_key(conn: Conn, key_hash: str) -> dict[str, Any] | None:
@@ -62,3 +64,44 @@ async def take_anonymous_request(conn: Conn, client: str, *, interval_s: float,
 async def forget_idle_clients(conn: Conn) -> None:
     """Drop the rate rows of addresses idle for an hour: their next request starts afresh anyway."""
     await conn.execute("DELETE FROM anonymous_rate_limits WHERE tat < now() - interval '1 hour'")
+
+
+# ---- a tenant's request rate, taken as a request is authenticated ------------------------
+
+
+class Rate(Protocol):
+    """A plan's request rate (GCRA): one request every `interval_s`, bursts up to `tolerance_s` ahead."""
+
+    @property
+    def interval_s(self) -> float: ...
+
+    @property
+    def tolerance_s(self) -> float: ...
+
+
+async def take_request(conn: Conn, tenant_id: str, *, rate: Rate) -> tuple[bool, float]:
+    """Count one request against the tenant's rate, and among the requests it was answered
+    today; the row moves only when the request is allowed. Whether it was, and how far the
+    rate's TAT runs ahead of now (seconds)."""
+    row = await (await conn.execute(
+        "INSERT INTO rate_limits AS r (tenant_id, tat, day, requests)"
+        f" VALUES (%(tenant)s, now() + make_interval(secs => %(t)s), {TODAY}, 1)"
+        " ON CONFLICT (tenant_id) DO UPDATE SET tat = greatest(r.tat, now()) + make_interval(secs => %(t)s),"
+        " requests = CASE WHEN r.day = EXCLUDED.day THEN r.requests + 1 ELSE 1 END, day = EXCLUDED.day"
+        " WHERE greatest(r.tat, now()) + make_interval(secs => %(t)s) <= now() + make_interval(secs => %(tol)s)"
+        " RETURNING extract(epoch FROM tat - now())::float8 AS ahead",
+        {"tenant": tenant_id, "t": rate.interval_s, "tol": rate.tolerance_s})).fetchone()
+    if row is not None:
+        return True, row["ahead"]
+    row = await (await conn.execute("SELECT extract(epoch FROM tat - now())::float8 AS ahead FROM rate_limits"
+                                    " WHERE tenant_id = %s", [tenant_id])).fetchone()
+    return False, row["ahead"] if row else 0.0
+
+
+async def requests_today(conn: Conn, tenant_id: str) -> tuple[int, float]:
+    """Requests answered today (UTC), and how far the rate's TAT runs ahead of now (seconds)."""
+    row = await (await conn.execute(
+        f"SELECT CASE WHEN day = {TODAY} THEN requests ELSE 0 END AS requests,"
+        " extract(epoch FROM tat - now())::float8 AS ahead FROM rate_limits WHERE tenant_id = %s",
+        [tenant_id])).fetchone()
+    return (row["requests"], row["ahead"]) if row else (0, 0.0)

@@ -11,10 +11,10 @@ from services.common.admin import Operator, OperatorWith
 from services.common.api import RequestModel, StorableText
 from services.common.audit import Action, operator_actor, record_action
 from services.common.problems import Problem
-from services.ingest.accounts import keys, tenants
-from services.ingest.accounts.keys import SCOPES
-from services.ingest.accounts.plans import PlanBook
+from services.ingest import accounts
 from services.ingest.deps import Plans, Runtime
+from services.ingest.plans import PlanBook
+from services.ingest.roles import SCOPES
 
 router = APIRouter(prefix="/admin/v1/tenants", include_in_schema=False)
 # The operator holding `tenants:manage` (a dependency FastAPI reads from the annotation; to the
@@ -26,7 +26,7 @@ else:
 
 
 class TenantRequest(RequestModel):
-    id: str = Field(pattern=tenants.TENANT_ID_PATTERN)
+    id: str = Field(pattern=accounts.TENANT_ID_PATTERN)
     name: StorableText | None = Field(None, max_length=200)
     plan: StorableText | None = Field(None, max_length=64, description="plans.yaml's default when left out")
 
@@ -47,14 +47,14 @@ async def create_tenant(operator: TenantsManager, runtime: Runtime, plans: Plans
                         body: Annotated[TenantRequest, Body()]) -> NewTenant:
     plan = offered_plan(plans, body.plan or plans.default)
     async with runtime.pool.connection() as conn, conn.transaction():
-        if not await tenants.insert_tenant(conn, tenants.Tenant(body.id, body.name, plan)):
+        if not await accounts.insert_tenant(conn, accounts.Tenant(body.id, body.name, plan)):
             raise Problem(status=409, slug="tenant-exists", detail=f"tenant {body.id!r} exists already; create its keys with its own keys")
-        issued = await keys.issue_key(conn, body.id, grant=keys.KeyGrant(name=keys.OPERATOR_KEY_NAME))
+        issued = await accounts.issue_key(conn, body.id, grant=accounts.KeyGrant(name=accounts.OPERATOR_KEY_NAME))
         actor = operator_actor(operator.name)
         await record_action(runtime, conn, action=Action(actor=actor, name="tenant.create", target=f"tenant:{body.id}", tenant_id=body.id,
                                                   details={"name": body.name, "plan": plan}))
         await record_action(runtime, conn, action=Action(actor=actor, name="api_key.create", target=f"api_key:{issued.id}", tenant_id=body.id,
-                                                  details={"name": keys.OPERATOR_KEY_NAME, "scopes": list(SCOPES)}))
+                                                  details={"name": accounts.OPERATOR_KEY_NAME, "scopes": list(SCOPES)}))
     runtime.relay.notify()
     return NewTenant(id=body.id, plan=plan, api_key=issued.secret, key_id=str(issued.id))
 
@@ -66,7 +66,7 @@ async def set_plan(tenant_id: str, operator: TenantsManager, runtime: Runtime, p
     already accepted go on."""
     plan = offered_plan(plans, body.plan)
     async with runtime.pool.connection() as conn, conn.transaction():
-        previous = await tenants.set_plan(conn, tenant_id, plan=plan)
+        previous = await accounts.set_plan(conn, tenant_id, plan=plan)
         if previous is None:
             raise Problem(status=404, slug="tenant-not-found", detail=f"no tenant {tenant_id!r}")
         await record_action(runtime, conn, action=Action(actor=operator_actor(operator.name), name="plan.set", target=f"tenant:{tenant_id}",

@@ -1,5 +1,5 @@
 """`GET /v1/usage`: the tenant's plan, its limits and where it stands against each, counted
-exactly as the limits count when they refuse a request or a job (services.ingest.accounts.limits).
+exactly as the limits count when they refuse a request or a job (services.ingest.accounts.limits, and the kernel's rate: deps.py).
 `GET /v1/usage/attribution`: spend per end user or per metadata value, summed from receipts."""
 
 import csv
@@ -11,14 +11,14 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.problems import Problem
-from services.ingest.accounts import limits
-from services.ingest.accounts.plans import Plan, rate_decision
+from services.ingest.accounts import LimitCounts, count_usage, tenant_plan
 from services.ingest.deps import AccountReader, Plans, Runtime, Settings
 from services.ingest.domain import Period
 from services.ingest.ledger_calls import call_ledger, pb
+from services.ingest.plans import Plan, rate_decision
 from services.ingest.receipts import attributed_totals, daily_totals
 from services.ingest.settings import IngestSettings
-from services.ingest.store import accounts as account_store
+from services.ingest.store import callers
 
 router = APIRouter(prefix="/v1", tags=["account"])
 
@@ -85,7 +85,7 @@ class Usage(BaseModel):
                                          " finished job are zeros")
 
 
-def limit_bars(plan: Plan, usage: limits.LimitCounts, *, burst_remaining: int) -> list[Limit]:
+def limit_bars(plan: Plan, usage: LimitCounts, *, burst_remaining: int) -> list[Limit]:
     def bar(name: str, used: int, *, limit: int | None) -> Limit:
         return Limit(name=name, used=used, limit=limit, remaining=None if limit is None else max(0, limit - used),
                      resets_at=None)
@@ -124,11 +124,11 @@ async def usage(request: Request, tenant: AccountReader, runtime: Runtime, plans
     now = datetime.now(UTC)
     first_day = now.date() - timedelta(days=days - 1)
     async with runtime.pool.connection() as conn:
-        plan_name = await account_store.tenant_plan(conn, tenant)
+        plan_name = await tenant_plan(conn, tenant)
         assert plan_name is not None, "the caller's key belongs to a tenant"
         plan = plans.get(plan_name)
-        counted = await limits.count_usage(conn, tenant, now=now)
-        requests, ahead_s = await limits.requests_today(conn, tenant)
+        counted = await count_usage(conn, tenant, now=now)
+        requests, ahead_s = await callers.requests_today(conn, tenant)
         totals = await daily_totals(conn, tenant, since=datetime.combine(first_day, time(), UTC))
     held = await credits_held(request, tenant, settings=settings)
     burst_remaining = rate_decision(plan, True, ahead_s=ahead_s).remaining

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from services.common.admin import Operator, OperatorWith
 from services.common.api import RequestModel, StorableText
 from services.common.audit import operator_actor
-from services.ingest.accounts import roles
+from services.ingest import roles
 from services.ingest.deps import Runtime, Settings
 from services.ingest.members import team
 from services.ingest.members.web import base_of

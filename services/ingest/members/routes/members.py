@@ -16,7 +16,7 @@ from pydantic.config import JsonDict
 from services.common import problems
 from services.common.api import RequestModel, StorableText
 from services.common.problems import Problem
-from services.ingest.accounts import roles
+from services.ingest import roles
 from services.ingest.deps import MembersManager, Runtime, Settings, SignedIn, client_address
 from services.ingest.members import sessions, team
 from services.ingest.members.store import members as store

@@ -18,7 +18,6 @@ from services.common import problems
 from services.common.problems import Problem
 from services.common.provenance import ANCHORS_PATH, subject_names
 from services.ingest import store
-from services.ingest.accounts.plans import Plan, rate_decision
 from services.ingest.deps import (
     Runtime,
     Settings,
@@ -29,6 +28,7 @@ from services.ingest.deps import (
     get_settings,
     read_capped,
 )
+from services.ingest.plans import Plan, rate_decision
 from services.ingest.receipts import provenance
 
 router = APIRouter(tags=["provenance"])

@@ -17,8 +17,8 @@ from services.common.api import RequestModel, StorableText
 from services.common.audit import Action, record_action
 from services.common.contracts import KeySpendCaps
 from services.common.problems import Problem
-from services.ingest import members
-from services.ingest.accounts import keys, roles, spend_caps
+from services.ingest import members, roles
+from services.ingest.accounts import keys, spend_caps
 from services.ingest.accounts.keys import SCOPES
 from services.ingest.deps import Caller, KeysManager, Runtime, Settings
 from services.ingest.ledger_calls import Ledger, LedgerClient

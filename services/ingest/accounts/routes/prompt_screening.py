@@ -8,9 +8,9 @@ from fastapi import APIRouter
 from pydantic import ConfigDict, Field
 
 from services.common.api import RequestModel
-from services.ingest.accounts.prompt_rules import Policy, PromptRule
 from services.ingest.accounts.prompt_screening import TenantScreening, read_screening, write_screening
 from services.ingest.deps import Runtime, Scoped
+from services.ingest.prompt_rules import Policy, PromptRule
 
 router = APIRouter(prefix="/v1/account", tags=["account"])
 # The caller's tenant, when its key holds the scope (a dependency FastAPI reads from the

@@ -6,7 +6,8 @@ theoretical arrival time (TAT) of its next request if it spent its rate evenly. 
 is allowed when it would not push the TAT further than `burst` intervals past now; each
 allowed request moves the TAT one interval on. So in any span of t seconds a tenant gets
 at most burst + rate × t requests, whichever replica answers them, because the TAT lives
-in one PostgreSQL row updated atomically (services.ingest.accounts.limits).
+in one PostgreSQL row updated atomically (the rate taken as a request is authenticated, deps.py; the limits at submission,
+services.ingest.accounts.limits).
 """
 
 import math
@@ -68,7 +69,7 @@ class PlanBook(BaseModel):
 
 
 def load_plans(path: str | Path | None = None) -> PlanBook:
-    text = Path(path).read_text() if path else (resources.files("services.ingest.accounts") / "plans.yaml").read_text()
+    text = Path(path).read_text() if path else (resources.files("services.ingest") / "plans.yaml").read_text()
     return PlanBook.model_validate(yaml.safe_load(text))
 
 

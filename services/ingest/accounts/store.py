@@ -3,7 +3,7 @@ the counters a plan's limits read (the request rate, jobs and images of the day)
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 from uuid import UUID
 
 from psycopg.rows import DictRow
@@ -15,7 +15,6 @@ from services.common.db import Conn
 KEY_COLUMNS = ("id, name, prefix, scopes, created_at, last_used_at, expires_at, revoked_at, daily_cap_credits,"
                " monthly_cap_credits, owner_id")
 # The UTC day of the database's clock, which every counter here reads.
-TODAY = "(now() AT TIME ZONE 'UTC')::date"
 
 
 # ---- API keys ----------------------------------------------------------------------------
@@ -147,35 +146,6 @@ async def write_screening(conn: Conn, tenant_id: str, *, rules: list[dict[str, A
 # ---- the counters of a plan's limits -----------------------------------------------------
 
 
-class Rate(Protocol):
-    """A plan's request rate (GCRA): one request every `interval_s`, bursts up to `tolerance_s` ahead."""
-
-    @property
-    def interval_s(self) -> float: ...
-
-    @property
-    def tolerance_s(self) -> float: ...
-
-
-async def take_request(conn: Conn, tenant_id: str, *, rate: Rate) -> tuple[bool, float]:
-    """Count one request against the tenant's rate, and among the requests it was answered
-    today; the row moves only when the request is allowed. Whether it was, and how far the
-    rate's TAT runs ahead of now (seconds)."""
-    row = await (await conn.execute(
-        "INSERT INTO rate_limits AS r (tenant_id, tat, day, requests)"
-        f" VALUES (%(tenant)s, now() + make_interval(secs => %(t)s), {TODAY}, 1)"
-        " ON CONFLICT (tenant_id) DO UPDATE SET tat = greatest(r.tat, now()) + make_interval(secs => %(t)s),"
-        " requests = CASE WHEN r.day = EXCLUDED.day THEN r.requests + 1 ELSE 1 END, day = EXCLUDED.day"
-        " WHERE greatest(r.tat, now()) + make_interval(secs => %(t)s) <= now() + make_interval(secs => %(tol)s)"
-        " RETURNING extract(epoch FROM tat - now())::float8 AS ahead",
-        {"tenant": tenant_id, "t": rate.interval_s, "tol": rate.tolerance_s})).fetchone()
-    if row is not None:
-        return True, row["ahead"]
-    row = await (await conn.execute("SELECT extract(epoch FROM tat - now())::float8 AS ahead FROM rate_limits"
-                                    " WHERE tenant_id = %s", [tenant_id])).fetchone()
-    return False, row["ahead"] if row else 0.0
-
-
 async def count_usage(conn: Conn, tenant_id: str, *, day_start: datetime) -> tuple[int, int]:
     """The tenant's jobs not yet final, and the images asked for since `day_start` by jobs
     that were not rejected: one query."""
@@ -187,12 +157,3 @@ async def count_usage(conn: Conn, tenant_id: str, *, day_start: datetime) -> tup
         {"final": sorted(FINAL_STATES), "day": day_start, "tenant": tenant_id})).fetchone()
     assert row is not None, "an aggregate gives one row"
     return row["active"], row["images_today"]
-
-
-async def requests_today(conn: Conn, tenant_id: str) -> tuple[int, float]:
-    """Requests answered today (UTC), and how far the rate's TAT runs ahead of now (seconds)."""
-    row = await (await conn.execute(
-        f"SELECT CASE WHEN day = {TODAY} THEN requests ELSE 0 END AS requests,"
-        " extract(epoch FROM tat - now())::float8 AS ahead FROM rate_limits WHERE tenant_id = %s",
-        [tenant_id])).fetchone()
-    return (row["requests"], row["ahead"]) if row else (0, 0.0)
