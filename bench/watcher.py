@@ -7,7 +7,7 @@ import time
 import psycopg
 
 from services.common.contracts import FINAL_STATES
-from services.ingest.store import log_channel
+from services.ingest.jobs.store import log_channel
 
 
 class Watcher:

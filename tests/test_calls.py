@@ -56,7 +56,7 @@ POSITIONAL_BY_CONTRACT = {
     "services/router/clock.py:register",
     # a BatchHandler: the consumer calls it with (conn, claim, publish)
     "services/ledger/service.py:apply_events",
-    "services/ingest/handlers.py:project_batch",
+    "services/ingest/jobs/handlers.py:project_batch",
     # services.common.runtime.build calls its `register` with (consumer, objects, settings)
     "services/scorer/app.py:register",
     "services/delivery/app.py:register",

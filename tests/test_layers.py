@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 # Ingest's feature packages, each kept by a contract of its own (services/ingest/__init__.py).
 INGEST_FEATURES = ("members", "subjects", "receipts", "compat", "batches", "evaluations", "admin", "webhooks",
-                   "console", "billing", "inputs", "accounts")
+                   "console", "billing", "inputs", "accounts", "jobs")
 
 
 def lint_imports(source_root: Path) -> subprocess.CompletedProcess:

@@ -11,7 +11,8 @@ the same rooms under the same names; a module over 400 lines is named in a warni
   split made only to pass a count reads worse than the long module (services/common/contracts.py,
   the one module of every event type, is not named).
 * Each service has `app.py`, `routes.py` or `routes/`, `handlers.py`, `domain.py`, `store.py`
-  or `store/`, `settings.py` and `migrations/`; one that serves gRPC has `grpc.py`, the only
+  or `store/`, `settings.py` and `migrations/`, at its top or, for a service grouped by feature,
+  in a feature package (one with a routes room of its own: ingest's jobs/ holds the handlers); one that serves gRPC has `grpc.py`, the only
   module of the service that starts the server, and one that has commands has `cli.py`, the
   only module of the service that adds to the `genline` command tree. HTTP routes are
   declared in the routes room (or wired in `app.py`), or in a feature package's own
@@ -45,7 +46,8 @@ SIZED_TREES = ("services", "genline_stack", "genline_cli", "bench", "clients/pyt
 UNSIZED = {"services/common/contracts.py"}
 
 # A room is one module or package; where two names are given, either will do.
-ROOMS = (("app.py",), ("routes.py", "routes"), ("handlers.py",), ("domain.py",), ("store.py", "store"),
+ROUTES_ROOM = ("routes.py", "routes")
+ROOMS = (("app.py",), ROUTES_ROOM, ("handlers.py",), ("domain.py",), ("store.py", "store"),
          ("settings.py",), ("migrations",))
 GRPC_ROOM = "grpc.py"
 GRPC_SERVER = "services.common.grpc_server"
@@ -177,8 +179,16 @@ def adds_commands(tree: ast.Module) -> bool:
     return COMMAND_TREE in imported_modules(tree)
 
 
+def feature_packages(service: Path) -> list[Path]:
+    """The service's packages that hold a feature whole: each has a routes room of its own."""
+    return [package for package in sorted(service.iterdir()) if (package / "__init__.py").exists()
+            and any((package / name).exists() for name in ROUTES_ROOM)]
+
+
 def missing_rooms(service: Path) -> list[str]:
-    missing = [" or ".join(names) for names in ROOMS if not any((service / name).exists() for name in names)]
+    places = [service, *feature_packages(service)]
+    missing = [" or ".join(names) for names in ROOMS
+               if not any((place / name).exists() for place in places for name in names)]
     trees = [ast.parse(path.read_text()) for path in python_modules(service)]
     for room, does_its_work in ((GRPC_ROOM, serves_grpc), (CLI_ROOM, adds_commands)):
         if any(does_its_work(tree) for tree in trees) and not (service / room).exists():
@@ -238,6 +248,7 @@ def test_http_and_grpc_stay_in_their_rooms():
 def test_a_service_without_a_room_or_with_a_room_outside_it_is_found(tmp_path):
     services = copy_of_services(tmp_path)
     (services / "router" / "handlers.py").unlink()
+    (services / "ingest" / "jobs" / "handlers.py").unlink()  # its feature package's, the only one
     (services / "router" / "scheduler.py").write_text(
         "from starlette.routing import Route\n\nSTRAY = Route('/stray', None)\n")
     (services / "ingest" / "members" / "stray.py").write_text("from fastapi import APIRouter\n\nSTRAY = APIRouter()\n")
@@ -247,6 +258,8 @@ def test_a_service_without_a_room_or_with_a_room_outside_it_is_found(tmp_path):
     (services / "scorer" / "offline.py").write_text("from services.common.cli import CommandTree\n")
 
     assert "handlers.py" in missing_rooms(services / "router")
+    assert "handlers.py" in missing_rooms(services / "ingest")
+    assert "domain.py" not in missing_rooms(services / "ingest")  # jobs/domain.py
     assert GRPC_ROOM in missing_rooms(services / "scorer")
     assert CLI_ROOM in missing_rooms(services / "scorer")
     assert CLI_ROOM not in missing_rooms(services / "router")  # it has no commands

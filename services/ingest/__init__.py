@@ -1,7 +1,7 @@
 """The ingest service: Genline's public HTTP API and the job read model behind it.
 
 Module map: the service's frame at the top, its features in folders. A feature package holds its
-routes, its rules and its SQL; the others still have theirs in routes/ and store/.
+routes, its rules and its SQL, and other features reach it only through its face (__init__.py).
 
 __main__.py        `python -m services.ingest`: the service (its commands run through `genline`)
 app.py             the FastAPI app: routers, gRPC and HTTP clients, sweeper, lifespan hooks
@@ -17,31 +17,19 @@ roles.py           the scopes and the role table (owner, admin, developer, billi
 plans.py           plans as data (plans.yaml) and the request-rate arithmetic
 prompt_rules.py    the operator's and the tenant's prompt rules, judged without I/O (the settings hold the operator's)
 signing_key.py     the receipts' signing key read from its text, or made, as the settings check it
-
-routes/            one module per API area; each declares routes and calls the modules below
-domain.py          the job read model (JobView and its parts: billing, failure, stage costs…; a log entry), without I/O
-handlers.py        bus handlers: every service's job events projected into the read model and its log
-store/             ingest's SQL but the feature packages': the read model and submissions (__init__), the event log (log.py),
-                   reads over many jobs (listing.py), callers' keys, sessions and rates (callers.py, the kernel's), data keys,
+store/             the kernel's SQL: callers' keys, sessions and rates (callers.py), data keys (data_keys.py);
                    a feature package keeps its own
 ledger_calls.py    the ledger's gRPC messages, its stub as a dependency, its errors as problems
-data_keys.py       each job's data key, which seals its prompt; erasure destroys it
+data_keys.py       each job's (and subject's) data key, which seals its prompt; erasure destroys it
 key_encryption.py  the key-encryption keys the data keys are stored wrapped under (a key file, or KMS)
 
-jobs/              a job from submission to its end
-  submission.py      JobRequest, its checks, the idempotent write with JobSubmitted
-  scoring_checks.py  the profile and rules the scorer will apply, checked at submission
-  subject_order.py   a job's subject, identity and styles: the request's fields, resolved and checked
-  request_rules.py   pure rules of a request: candidates planned, Cancel-After, request fingerprint
-  examples.py        example bodies of the jobs API for the OpenAPI document (JOB_ID and friends)
-  job_lookup.py      a job id as a route names it: parsed, and 404/410 for a job the tenant cannot see
-  domain.py          the job's state machine: how events move its view, without I/O
-  projection.py      a change to jobs' views committed with its log entries, whoever made it
-  job_log.py         the per-job event log a client reads, without I/O
-  live.py            live log entries for the SSE streams, whichever replica wrote them
-  sweep_rules.py     the sweeper's rules: how long a job may stay in a state, what a look decides
-  sweeper.py         the sweeper's rounds: one replica at a time ends the overdue jobs
-  replay.py          `genline replay jobs`: every read model rebuilt from the events and compared
+routes/            the frame's routes, of no feature: the API's root, the documentation site, the internal
+                   data-key API, the tenant's audit log
+
+jobs/              a job from submission to its end, one feature package: its routes (routes/: jobs,
+                   candidates, templates), the read model every service's events move (view.py, domain.py,
+                   handlers.py, projection.py, finishing.py) and its SQL (store/), the submission, the live
+                   log, the sweeper and the replay; its face exports the read model and a job's lookups
 accounts/          keys and accounts, one feature package: tenants and their plans, API keys, a plan's limits at
                    submission, spend caps and prompt screening
   routes/            `/v1/api-keys` (keys.py), `/v1/account/prompt-screening` (prompt_screening.py)

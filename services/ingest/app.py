@@ -15,7 +15,7 @@ from services.common import api, problems, telemetry, tracing
 from services.common.internal_calls import ServiceAuth, identity_client_interceptor, signer_of, verifier_of
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
-from services.ingest import handlers, ledger_calls
+from services.ingest import ledger_calls
 from services.ingest.accounts import Breaker, HostedModeration, PromptGate
 from services.ingest.accounts.routes import keys as key_routes
 from services.ingest.accounts.routes import prompt_screening
@@ -35,7 +35,9 @@ from services.ingest.evaluations import routes as evaluations
 from services.ingest.evaluations.runner import EvaluationRunner
 from services.ingest.inputs import routes as uploads
 from services.ingest.inputs.screening import ScreeningGate
+from services.ingest.jobs import handlers
 from services.ingest.jobs.live import LogWatch
+from services.ingest.jobs.routes import candidates, jobs, templates
 from services.ingest.jobs.sweeper import Sweeper
 from services.ingest.members import wiring as member_wiring
 from services.ingest.members.routes import admin as admin_members
@@ -46,12 +48,9 @@ from services.ingest.receipts.issuing import record_signing_key
 from services.ingest.receipts.routes import provenance, receipts
 from services.ingest.routes import (
     audit,
-    candidates,
     documentation,
     internal,
-    jobs,
     root,
-    templates,
 )
 from services.ingest.settings import IngestSettings
 from services.ingest.signing_key import load_signing_key

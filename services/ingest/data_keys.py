@@ -15,10 +15,9 @@ import psycopg
 from psycopg.rows import TupleRow, dict_row
 
 from services.common.db import Conn
-from services.common.sealing import JobField, new_data_key, open_sealed
-from services.ingest import store
-from services.ingest.domain import JobView
+from services.common.sealing import new_data_key
 from services.ingest.key_encryption import KMS, Keyring, keyring_of
+from services.ingest.store import data_keys as store
 
 if TYPE_CHECKING:
     from services.ingest.settings import IngestSettings
@@ -26,7 +25,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 __all__ = ["JobKey", "destroy", "insert", "job_key", "wrapped", "key_of", "keys_of", "new_data_key", "rewrap",
-           "rewrap_all", "status", "with_prompt"]
+           "rewrap_all", "status"]
 
 
 async def _off_loop(keyring: Keyring, kek_id: str | None, *, work: Callable[[], T]) -> T:
@@ -70,15 +69,6 @@ async def key_of(conn: Conn, job_id: UUID, *, keyring: Keyring) -> bytes | None:
         return None
     wrapped_key, kek_id = stored
     return await _off_loop(keyring, kek_id, work=partial(keyring.unwrap, kek_id, wrapped_key, job_id=job_id))
-
-
-async def with_prompt(conn: Conn, view: JobView, *, keyring: Keyring) -> JobView:
-    """The job's view with its prompt opened, for its tenant: the read model keeps it sealed
-    (JobView.stored_json); an erased job's reads as erased."""
-    if not view.prompt_sealed or view.sealed_prompt is None:
-        return view
-    key = await key_of(conn, view.id, keyring=keyring)
-    return view.model_copy(update={"prompt": open_sealed(key, JobField(view.id, "prompt"), sealed=view.sealed_prompt)})
 
 
 def keys_of(conn: psycopg.Connection[TupleRow], schema: str, *, keyring: Keyring) -> dict[UUID, bytes]:

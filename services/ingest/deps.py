@@ -17,8 +17,7 @@ from services.common.problems import Problem
 from services.common.rounds import PeriodicRound
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
-from services.ingest import roles, store
-from services.ingest.jobs.live import LogWatch
+from services.ingest import roles
 from services.ingest.plans import Plan, PlanBook, RateDecision, rate_decision
 from services.ingest.session_auth import SESSION_COOKIE, check_csrf, digest, hash_api_key
 from services.ingest.settings import IngestSettings
@@ -69,11 +68,6 @@ async def get_objects(request: Request) -> ObjectStore:
     return objects
 
 
-async def get_log_watch(request: Request) -> LogWatch:
-    log_watch: LogWatch = request.app.state.log_watch
-    return log_watch
-
-
 async def get_plans(request: Request) -> PlanBook:
     plans: PlanBook = request.app.state.plans
     return plans
@@ -97,7 +91,6 @@ EvaluationRounds = Annotated[PeriodicRound, Depends(get_evaluation_rounds)]
 Plans = Annotated[PlanBook, Depends(get_plans)]
 Settings = Annotated[IngestSettings, Depends(get_settings)]
 Objects = Annotated[ObjectStore, Depends(get_objects)]
-Watch = Annotated[LogWatch, Depends(get_log_watch)]
 
 
 @dataclass(frozen=True)
@@ -167,7 +160,7 @@ async def by_session(request: Request, conn: Conn, *, token: str) -> tuple[Calle
 async def by_key(conn: Conn, secret: str) -> tuple[Caller, str]:
     """The caller of an API key (401 when it is not live), and its tenant's plan. A key a
     member or service account owns does what its scopes and its owner's role both allow."""
-    row = await store.live_key(conn, hash_api_key(secret))
+    row = await callers.live_key(conn, hash_api_key(secret))
     if row is None:
         raise Problem(status=401, slug="invalid-api-key", detail="the API key is not valid", headers=UNAUTHORIZED)
     caps = KeySpendCaps(daily=row["daily_cap_credits"], monthly=row["monthly_cap_credits"])

@@ -16,8 +16,8 @@ from services.common.contracts import EVENT_TYPES, SUBSCRIPTIONS, Event, JobEven
 from services.common.runtime import ServiceRuntime
 from services.common.settings import ServiceSettings
 from services.delivery import handlers as delivery
-from services.ingest import handlers as ingest
 from services.ingest.jobs import domain as ingest_domain
+from services.ingest.jobs import handlers as ingest
 from services.ledger import handlers as ledger
 from services.router import handlers as router
 from services.scorer import handlers as scorer

@@ -10,7 +10,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from genline_stack.fleet import ServiceFleet
-from services.ingest import store
+from services.ingest.jobs import store
 from services.ingest.jobs.job_log import NewEntry
 
 

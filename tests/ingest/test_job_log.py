@@ -10,9 +10,9 @@ from services.common.contracts import (
     ReportDeclined,
     ReservationSettled,
 )
-from services.ingest.domain import Change
 from services.ingest.jobs.domain import apply_event, submitted_view, with_receipt
 from services.ingest.jobs.job_log import entries_for, first_entries
+from services.ingest.jobs.view import Change
 from services.ingest.receipts.document import ReceiptStamp, receipt_body
 from tests.ingest.test_read_model import EVENTS, JOB, SPEC, T0
 

@@ -12,8 +12,7 @@ from services.common.bus.envelope import envelop
 from services.common.contracts import AttemptStarted, CreditsReserved, JobSpec
 from services.common.db import migrate
 from services.common.runtime import ServiceRuntime
-from services.ingest import handlers, store
-from services.ingest.jobs import projection
+from services.ingest.jobs import handlers, projection, store
 from services.ingest.jobs.domain import submitted_view
 from services.ingest.jobs.live import LogWatch
 from services.ingest.receipts.document import ReceiptSigner

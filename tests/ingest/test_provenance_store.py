@@ -8,9 +8,10 @@ import uuid
 
 import pytest
 
-from services.ingest import store
 from services.ingest.accounts.tenants import Tenant, create_tenant, tenants_transaction
+from services.ingest.jobs import store
 from services.ingest.settings import IngestSettings
+from services.ingest.store import callers
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +49,8 @@ def test_an_address_gets_a_burst_then_is_refused_and_another_address_is_not(sett
     client = f"192.0.2.{uuid.uuid4().int % 250}"
 
     async def burst(conn):
-        taken = [await store.take_anonymous_request(conn, client, interval_s=1.0, tolerance_s=3.0) for _ in range(5)]
-        return taken, await store.take_anonymous_request(conn, client + "1", interval_s=1.0, tolerance_s=3.0)
+        taken = [await callers.take_anonymous_request(conn, client, interval_s=1.0, tolerance_s=3.0) for _ in range(5)]
+        return taken, await callers.take_anonymous_request(conn, client + "1", interval_s=1.0, tolerance_s=3.0)
 
     taken, elsewhere = run_in_transaction(settings, burst)
     assert [ahead is not None for ahead in taken] == [True, True, True, False, False]
@@ -58,7 +59,7 @@ def test_an_address_gets_a_burst_then_is_refused_and_another_address_is_not(sett
     async def idle_an_hour_then_forget(conn):
         await conn.execute("UPDATE anonymous_rate_limits SET tat = now() - interval '2 hours' WHERE client = %s",
                            [client])
-        await store.forget_idle_clients(conn)
+        await callers.forget_idle_clients(conn)
         return await (await conn.execute("SELECT client FROM anonymous_rate_limits WHERE client IN (%s, %s)",
                                          [client, client + "1"])).fetchall()
 

@@ -2,8 +2,8 @@
 
 from services.common.contracts import ProviderCall
 from services.ingest.admin.routes.operations import template_margins
-from services.ingest.domain import Billing, stage_costs
 from services.ingest.jobs.domain import JobView
+from services.ingest.jobs.view import Billing, stage_costs
 
 
 def call(stage: str, index: int, provider: str, cost: int, latency_ms: int) -> ProviderCall:

@@ -17,9 +17,9 @@ from services.common.contracts import (
     SubjectRef,
     TrainingSettled,
 )
-from services.ingest.domain import Change
 from services.ingest.jobs.domain import apply_event, submitted_view
 from services.ingest.jobs.job_log import entries_for
+from services.ingest.jobs.view import Change
 from services.ingest.receipts.document import ReceiptStamp, receipt_body
 from tests.ingest.test_read_model import EVENTS, JOB, SPEC, T0
 

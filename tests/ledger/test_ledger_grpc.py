@@ -14,8 +14,8 @@ from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from services.ingest.jobs.routes.templates import template_prices
 from services.ingest.ledger_calls import LedgerClient
-from services.ingest.routes.templates import template_prices
 from services.ledger.grpc import pb, rpc
 from tests.identity import channel_as
 from tests.ledger.conftest import admin_grant, served_ledger, served_ledger_settings

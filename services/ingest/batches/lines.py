@@ -21,8 +21,7 @@ from services.ingest.compat import (
     refusal,
     render_error,
 )
-from services.ingest.domain import JobView
-from services.ingest.jobs.submission import JobRequest
+from services.ingest.jobs import JobRequest, JobView
 
 # Why a line's job did not end before its batch did.
 UNFINISHED = {"expired": ("batch_expired", "the batch expired before this request's job ended; it was canceled"),

@@ -11,7 +11,7 @@ from services.ingest.batches import jsonl
 from services.ingest.batches import store as batch_store
 from services.ingest.batches.lines import UNFINISHED, delivered, error_line, never_run_line, output_line
 from services.ingest.compat import Pictures, images_response
-from services.ingest.domain import JobView
+from services.ingest.jobs import JobView
 
 PAGE = 200
 

@@ -21,14 +21,12 @@ from fastapi import FastAPI
 from services.common.contracts import KeySpendCaps
 from services.common.problems import Problem
 from services.common.rounds import PeriodicRound
-from services.ingest import store
 from services.ingest.accounts import Submitter, tenant_plan
 from services.ingest.batches import jsonl
 from services.ingest.batches import store as batch_store
 from services.ingest.batches.lines import line_job, line_key, refused_body
 from services.ingest.batches.store import LineRecord, NewFile
-from services.ingest.jobs import domain, projection
-from services.ingest.jobs.submission import JobAdmission
+from services.ingest.jobs import Change, JobAdmission, read_view, record, request_cancel
 from services.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -172,12 +170,12 @@ class BatchRunner(PeriodicRound):
 
     async def cancel(self, job_id: uuid.UUID, tenant_id: str, *, reason: str) -> None:
         async with self.runtime.pool.connection() as conn, conn.transaction():
-            before = await store.read_view(conn, job_id, tenant_id=tenant_id, lock=True)
+            before = await read_view(conn, job_id, tenant_id=tenant_id, lock=True)
             if before is None or before.final:
                 return
-            view, event = domain.request_cancel(before, datetime.now(UTC), reason=reason)
+            view, event = request_cancel(before, datetime.now(UTC), reason=reason)
             if event is not None:
-                await projection.record(conn, store.Change(before=before, after=view, event=event, at=event.requested_at))
+                await record(conn, Change(before=before, after=view, event=event, at=event.requested_at))
                 await self.runtime.emit(conn, event)
 
     async def finish(self, batch: dict[str, Any], status: str) -> None:

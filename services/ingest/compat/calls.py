@@ -12,7 +12,7 @@ from services.ingest.compat.images import ImagesResponse, images_response
 from services.ingest.compat.models import ResponseFormat
 from services.ingest.compat.outcomes import refusal, still_running
 from services.ingest.compat.waiting import Pictures, Waiter
-from services.ingest.jobs.submission import JobAdmission, JobRequest
+from services.ingest.jobs import JobAdmission, JobRequest
 
 # The job's fields under the names the images API gives them.
 PARAM_OF_FIELD = {"images": "n", "end_user": "user", "width": "size", "height": "size", "tier": "quality",

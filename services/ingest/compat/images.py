@@ -14,7 +14,7 @@ from services.common.contracts import IdentityMode, Tier
 from services.common.problems import Problem
 from services.common.templates import load_catalogue
 from services.ingest.compat.models import Alias, ResponseFormat
-from services.ingest.domain import JobView
+from services.ingest.jobs import JobView
 
 Quality = Literal["auto", "high", "medium", "low", "standard", "hd"]
 OutputFormat = Literal["png", "jpeg", "webp"]

@@ -3,7 +3,7 @@ answer; any other end is the error OpenAI would give for it, naming the job, so 
 can look at it (`GET /v1/jobs/{id}`)."""
 
 from services.common.problems import Problem
-from services.ingest.domain import JobView
+from services.ingest.jobs import JobView
 
 JOB_ID_HEADER = "Genline-Job-Id"
 # A rejection by the ledger, as the problem POST /v1/jobs would have answered.

@@ -36,12 +36,9 @@ from services.ingest.deps import (
     Plans,
     Runtime,
     Settings,
-    Watch,
 )
 from services.ingest.inputs import Screening
-from services.ingest.jobs.clip_makers import Router
-from services.ingest.jobs.live import LogWatch
-from services.ingest.jobs.submission import JobAdmission
+from services.ingest.jobs import JobAdmission, LogWatch, Router, Watch
 from services.ingest.ledger_calls import Ledger
 
 router = APIRouter(prefix="/v1/images", tags=["openai"])

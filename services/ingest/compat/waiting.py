@@ -9,10 +9,8 @@ from uuid import UUID
 
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
-from services.ingest import store
 from services.ingest.compat.images import ImageData, as_b64
-from services.ingest.domain import JobView
-from services.ingest.jobs.live import LogWatch
+from services.ingest.jobs import JobView, LogWatch, read_view
 
 # How often a waiting call looks at its job besides when the job's log wakes it.
 LOOK_EVERY_S = 1.0
@@ -45,7 +43,7 @@ class Waiter:
 
     async def read(self, job_id: UUID, tenant_id: str) -> JobView | None:
         async with self.runtime.pool.connection() as conn:
-            return await store.read_view(conn, job_id, tenant_id=tenant_id)
+            return await read_view(conn, job_id, tenant_id=tenant_id)
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from services.common.contracts import DeliveredImage
 from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore, StorageError
-from services.ingest import store
 from services.ingest.evaluations.models import ImageSource
 from services.ingest.inputs import ScreeningGate, ScreeningLimits, read_upload
+from services.ingest.jobs import read_view
 from services.ingest.settings import IngestSettings
 
 
@@ -85,7 +85,7 @@ class Sources:
         asked = source.delivered
         assert asked is not None
         async with self.runtime.pool.connection() as conn:
-            view = await store.read_view(conn, asked.job_id, tenant_id=tenant_id)
+            view = await read_view(conn, asked.job_id, tenant_id=tenant_id)
         output = next((o for o in view.outputs if o.n == asked.n), None) if view is not None else None
         if output is None or not output.media_type.startswith("image/"):
             raise unusable(name, f"you were delivered no image {asked.n} of job {asked.job_id}")

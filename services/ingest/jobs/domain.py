@@ -1,4 +1,4 @@
-"""How events move a job's view (services/ingest/domain.py): its state machine, without I/O.
+"""How events move a job's view (view.py): its state machine, without I/O.
 
 `submitted → admitted | rejected`; `admitted → generating → scoring → delivering →
 succeeded | partially_succeeded | failed`; any non-final state `→ canceled` (the client
@@ -58,7 +58,7 @@ from services.common.contracts import (
     TrainingSettled,
     WebhookSent,
 )
-from services.ingest.domain import (
+from services.ingest.jobs.view import (
     PROGRESS_ANNOUNCED_EVERY_S,
     Billing,
     Failure,

@@ -63,8 +63,8 @@ from services.common.contracts import (
     TrainingSettled,
     WebhookSent,
 )
-from services.ingest.domain import Change, JobView, NewEntry, rank, refused_outputs
 from services.ingest.jobs.domain import is_job_event
+from services.ingest.jobs.view import Change, JobView, NewEntry, rank, refused_outputs
 
 AFTER_THE_END = "report."  # the entries a job's log still takes once it is shown final
 

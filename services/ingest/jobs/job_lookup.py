@@ -5,7 +5,7 @@ from uuid import UUID
 
 from services.common.db import Conn
 from services.common.problems import Problem
-from services.ingest import store
+from services.ingest.jobs import store
 
 
 def parse_job_id(job_id: str) -> UUID:

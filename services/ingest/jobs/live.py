@@ -10,14 +10,16 @@ streams also look again every `stream_poll_s`.
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
+
+from fastapi import Depends, Request
 
 from services.common.contracts import FINAL_STATES
 from services.common.db import Channel, listen
 from services.common.runtime import ServiceRuntime
 from services.common.supervision import stop_tasks, supervise
-from services.ingest import store
+from services.ingest.jobs import store
 
 PAGE = 200
 
@@ -94,3 +96,12 @@ class LogWatch:
                     after = row["tenant_seq"]
                 if len(rows) < PAGE:
                     await self.until_woken(woken)
+
+
+async def get_log_watch(request: Request) -> LogWatch:
+    log_watch: LogWatch = request.app.state.log_watch
+    return log_watch
+
+
+# The watch as a route's dependency: `watch: Watch`.
+Watch = Annotated[LogWatch, Depends(get_log_watch)]

@@ -1,43 +1,16 @@
-"""How changes to jobs' views are committed, whoever made them (the events of other
-services, the sweeper, a client's request): receipts issued for the jobs a change shows
-final for the first time, a JobFinished announced for each, every view written once, and
-what each change tells the job's log appended with it."""
+"""How changes to jobs' views are recorded, whoever made them (the events of other services,
+the sweeper, a client's request, a batch cancelled): every view written once, and what each
+change tells the job's log appended with it. A change that may end a job is committed through
+finishing.py, which issues its receipt and announces it first."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
-from services.common import telemetry
-from services.common.contracts import JobFinished, JobProgressed
 from services.common.db import Conn, Statement
-from services.ingest import store
-from services.ingest.domain import Change, JobView
-from services.ingest.jobs.domain import finished, progressed
+from services.ingest.jobs import store
 from services.ingest.jobs.job_log import entries_for, first_entries
-from services.ingest.receipts import Issuance, issue_receipts
-
-# What commit_changes publishes its announcements with: a statement (Publish.statement's)
-# that it sends with its own last write.
-Announce = Callable[[list[tuple[JobFinished | JobProgressed, int]]], Statement | None]
-
-
-async def commit_changes(conn: Conn, changes: list[Change], *, issuance: Issuance,
-                         announce: Announce | None = None) -> list[tuple[JobFinished | JobProgressed, int]]:
-    """Write the changes in the caller's transaction, with the receipts of the jobs they
-    finish; the JobFinished (and JobProgressed) events to publish with it, each with the index
-    of the change that finished its job (or made its progress due), written with the changes
-    by `announce` if given."""
-    changes, receipts = await issue_receipts(conn, changes, issuance=issuance)
-    announcements: list[tuple[JobFinished | JobProgressed, int]] = []
-    for index, change in enumerate(changes):
-        if progress := progressed(change.before, change.after):
-            announcements.append((progress, index))
-        if announcement := finished(change.before, change.after):
-            announcements.append((announcement, index))
-            telemetry.JOBS_FINISHED.labels(change.after.state).inc()
-    # One write for every job, tenants' counters in order, the receipts and the announcements.
-    await record_changes(conn, changes, also=[receipts, announce(announcements) if announce else None])
-    return announcements
+from services.ingest.jobs.view import Change, JobView
 
 
 async def record_submitted(conn: Conn, view: JobView, *, at: datetime) -> None:

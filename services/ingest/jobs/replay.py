@@ -35,8 +35,8 @@ from services.common.bus import (
 from services.common.contracts import PUBLISHERS, JobSpec
 from services.common.sealing import ERASED, JobField, open_sealed
 from services.common.settings import AuditorSettings
-from services.ingest import store
 from services.ingest.data_keys import keys_of
+from services.ingest.jobs import store
 from services.ingest.jobs.domain import JobView, replay_views
 from services.ingest.key_encryption import Keyring, keyring_of
 from services.ingest.settings import IngestSettings

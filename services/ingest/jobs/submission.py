@@ -39,7 +39,7 @@ from services.common.runtime import ServiceRuntime
 from services.common.sealing import JobField, seal
 from services.common.storage import ObjectStore, StorageError
 from services.common.templates import Template, load_catalogue
-from services.ingest import data_keys, store
+from services.ingest import data_keys
 from services.ingest.accounts import Submitter, check_order_size, check_submission, count_usage, refusal
 from services.ingest.inputs import (
     MAX_REFERENCE_BASE64,
@@ -50,7 +50,7 @@ from services.ingest.inputs import (
     read_upload,
     reference_photo_bytes,
 )
-from services.ingest.jobs import clip_makers, domain, projection, request_rules, subject_order, video_request
+from services.ingest.jobs import clip_makers, domain, projection, request_rules, store, subject_order, video_request
 from services.ingest.jobs.examples import CLIP_FROM_IMAGE_EXAMPLE, JOB_REQUEST_EXAMPLE, VIDEO_JOB_REQUEST_EXAMPLE
 from services.ingest.jobs.scoring_checks import check_scoring, profile_version, quality_rules
 from services.ingest.jobs.video_request import VideoRequest
@@ -58,6 +58,7 @@ from services.ingest.key_encryption import keyring_of
 from services.ingest.ledger_calls import LedgerClient, QuoteAsk, SubjectQuote
 from services.ingest.plans import PlanBook
 from services.ingest.settings import IngestSettings
+from services.ingest.store.data_keys import WrappedDataKey
 from services.ingest.webhooks import check_webhook_url
 
 # The catalogue's names, as the OpenAPI document lists them; to the type checker, a string.
@@ -271,7 +272,7 @@ class JobAdmission:
         binding = None if idempotency_key is None else store.KeyBinding(
             tenant_id=tenant_id, key=idempotency_key, request_hash=fingerprint, job_id=job_key.job_id,
             ttl_s=settings.idempotency_key_ttl_s)
-        data_key = store.WrappedDataKey(job_id=job_key.job_id, tenant_id=tenant_id, wrapped=job_key.wrapped,
+        data_key = WrappedDataKey(job_id=job_key.job_id, tenant_id=tenant_id, wrapped=job_key.wrapped,
                                         kek_id=job_key.kek_id)
         try:
             return await self.record(spec, body, binding=binding, data_key=data_key, over_cap=over_cap)
@@ -353,7 +354,7 @@ class JobAdmission:
         return await self.stored_reference(tenant_id, template, sent=Sent(data, "video.first_frame"))
 
     async def record(self, spec: JobSpec, body: JobRequest, *, binding: store.KeyBinding | None,
-                     data_key: store.WrappedDataKey, over_cap: Problem | None) -> domain.JobView:
+                     data_key: WrappedDataKey, over_cap: Problem | None) -> domain.JobView:
         """The job, written with its JobSubmitted; a retry with the same key (`binding`) gets the
         first job, and a job past the plan's limits or its key's spend cap (`over_cap`, raised
         after the idempotency check, so a retry still gets its first job) is refused before

@@ -13,9 +13,8 @@ from datetime import UTC, datetime
 
 from services.common.rounds import PeriodicRound, exclusive_round
 from services.common.runtime import ServiceRuntime
-from services.ingest import store
-from services.ingest.jobs import sweep_rules
-from services.ingest.jobs.projection import commit_changes
+from services.ingest.jobs import store, sweep_rules
+from services.ingest.jobs.finishing import commit_changes
 from services.ingest.receipts import Issuance, ReceiptSigner
 from services.ingest.settings import IngestSettings
 

@@ -18,7 +18,7 @@ from services.common.contracts import RESOLUTIONS, AspectRatio, Resolution, Vide
 from services.common.db import Conn
 from services.common.problems import Problem
 from services.common.templates import Template
-from services.ingest import store
+from services.ingest.jobs import store
 from services.ingest.plans import VIDEO_SECONDS_MAX, Plan
 
 VIDEO_EXAMPLE: JsonDict = {"duration_s": 4, "aspect_ratio": "16:9", "resolution": "480p", "fps": 24}

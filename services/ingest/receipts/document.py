@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, Field
 
 from services.common.contracts import DeliveredImage
-from services.ingest.domain import JobView
+from services.ingest.jobs import JobView
 from services.ingest.signing_key import b64url
 
 FORMAT = "genline.receipt.v1"

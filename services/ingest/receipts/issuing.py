@@ -10,7 +10,7 @@ from uuid import UUID
 
 from services.common import telemetry
 from services.common.db import Conn, Statement, inserted
-from services.ingest.domain import Change, JobView, with_receipt
+from services.ingest.jobs import Change, JobView, with_receipt
 from services.ingest.receipts import store
 from services.ingest.receipts.document import ReceiptSigner, ReceiptStamp, jwk, receipt_body
 from services.ingest.receipts.store import attributed_totals as attributed_totals

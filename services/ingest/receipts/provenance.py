@@ -35,7 +35,7 @@ from PIL import Image, ImageSequence
 from services.common import video, watermark, watermark_dwt
 from services.common.db import Pool
 from services.common.provenance import TRAINED_ALGORITHMIC_MEDIA, ManifestReading, read_manifest, sniffed_media_type
-from services.ingest import store
+from services.ingest.jobs import job_with_output
 
 # Larger images are not searched for a watermark: decoding them would cost more memory than
 # an anonymous request may.
@@ -169,7 +169,7 @@ async def verify(evidence: SentFile, anchors_pem: str | None, *, pool: Pool) -> 
     found, mark = None, None
     async with pool.connection() as conn:
         if manifest.label:
-            row = await store.job_with_output(conn, manifest_label=manifest.label)
+            row = await job_with_output(conn, manifest_label=manifest.label)
             found = Found(job_id=str(row[0]), tenant_id=row[1], output=row[2], by="content_credentials") if row else None
         if found is None or manifest.state != "Trusted":
             readings = await asyncio.to_thread(detected_marks, data, media_type)
@@ -177,7 +177,7 @@ async def verify(evidence: SentFile, anchors_pem: str | None, *, pool: Pool) -> 
             for reading in readings:
                 if reading.mark_id is None:
                     continue
-                row = await store.job_with_output(conn, watermark_id=watermark.mark_hex(reading.mark_id))
+                row = await job_with_output(conn, watermark_id=watermark.mark_hex(reading.mark_id))
                 if row:
                     found, mark = Found(job_id=str(row[0]), tenant_id=row[1], output=row[2], by="watermark"), reading
                     break
@@ -228,7 +228,7 @@ async def manifests_by_binding(alg: str, value: str, *, pool: Pool) -> list[str]
     one, as a mark id names one delivery."""
     mark_hex = binding_mark_id(alg, value)
     async with pool.connection() as conn:
-        row = await store.job_with_output(conn, watermark_id=mark_hex)
+        row = await job_with_output(conn, watermark_id=mark_hex)
     if row is None or not declares(row[2], alg) or not row[2].get("manifest_label"):
         return []
     return [row[2]["manifest_label"]]
@@ -249,7 +249,7 @@ PUBLIC_CLAIMS = ("digital_source_type", "software_agent", "created_at", "provide
 
 async def public_manifest(label: str, *, pool: Pool) -> PublicManifest | None:
     async with pool.connection() as conn:
-        row = await store.job_with_output(conn, manifest_label=label)
+        row = await job_with_output(conn, manifest_label=label)
     if row is None:
         return None
     output = row[2]

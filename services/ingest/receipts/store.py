@@ -10,7 +10,7 @@ import psycopg
 from psycopg.rows import DictRow, TupleRow
 
 from services.common.db import Conn
-from services.ingest.domain import Period
+from services.ingest.jobs import Period
 
 RECEIPT_COLUMNS = {"job_id": "uuid", "tenant_id": "text", "sequence": "bigint", "sha256": "text",
                    "document": "jsonb", "issued_at": "timestamptz"}

@@ -31,11 +31,10 @@ from services.common.contracts import RetentionSet
 from services.common.problems import Problem
 from services.common.quality.calibration import Judged
 from services.common.quality.profiles import profile_names
-from services.ingest import store, subjects
+from services.ingest import subjects
 from services.ingest.deps import Runtime, Settings
-from services.ingest.domain import Period
 from services.ingest.inputs import calibrate
-from services.ingest.jobs.domain import JobView
+from services.ingest.jobs import JobView, Period, settled_views, tenant_exists, views_with_outputs
 
 router = APIRouter(prefix="/admin/v1", include_in_schema=False)
 # Each route's operator scope; to the type checker, the Operator the dependency yields.
@@ -75,7 +74,7 @@ class RetentionApplied(BaseModel):
 async def set_retention(runtime: Runtime, operator: TenantsManager, body: Retention,
                         tenant_id: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]) -> RetentionApplied:
     async with runtime.pool.connection() as conn, conn.transaction():
-        if not await store.tenant_exists(conn, tenant_id):
+        if not await tenant_exists(conn, tenant_id):
             raise Problem(status=404, slug="tenant-not-found", detail=f"no tenant {tenant_id!r}")
         await subjects.set_subject_retention(conn, tenant_id, days=body.subjects_days)
         await runtime.emit(conn, RetentionSet(tenant_id=tenant_id, outputs_days=body.outputs_days,
@@ -95,7 +94,7 @@ async def calibration_report(runtime: Runtime, settings: Settings, _: Calibratio
                              since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
     since, until = report_range(since, until)
     async with runtime.pool.connection() as conn:
-        views = await store.views_with_outputs(conn, tenant_id, period=Period(since, until))
+        views = await views_with_outputs(conn, tenant_id, period=Period(since, until))
     judged = [image for view in views for image in delivered_images(view)]
     return {"tenant_id": tenant_id, "since": since, "until": until, "images": len(judged),
             "reported_bad": sum(image.bad for image in judged),
@@ -107,7 +106,7 @@ async def margin_report(runtime: Runtime, _: BillingReader, since: datetime | No
                         until: datetime | None = None) -> dict[str, Any]:
     since, until = report_range(since, until)
     async with runtime.pool.connection() as conn:
-        views = await store.settled_views(conn, Period(since, until))
+        views = await settled_views(conn, Period(since, until))
     return {"since": since, "until": until, "templates": template_margins(views)}
 
 

@@ -12,9 +12,7 @@ from services.common.contracts import IdentityMode, Tier
 from services.common.problems import Problem
 from services.ingest import subjects
 from services.ingest.deps import AccountReader, Runtime, Settings
-from services.ingest.jobs.examples import CLIP_FROM_IMAGE_EXAMPLE
-from services.ingest.jobs.submission import MAX_IMAGES
-from services.ingest.jobs.video_request import VideoRequest
+from services.ingest.jobs import CLIP_FROM_IMAGE_EXAMPLE, MAX_IMAGES, VideoRequest
 from services.ingest.ledger_calls import Ledger, call_ledger, pb
 
 # Both answer from the ledger, which may be briefly away (503).

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.common.problems import Problem
 from services.ingest.accounts import LimitCounts, count_usage, tenant_plan
 from services.ingest.deps import AccountReader, Plans, Runtime, Settings
-from services.ingest.domain import Period
+from services.ingest.jobs import Period
 from services.ingest.ledger_calls import call_ledger, pb
 from services.ingest.plans import Plan, rate_decision
 from services.ingest.receipts import attributed_totals, daily_totals

@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.common import problems
 from services.common.problems import Problem
 from services.common.provenance import ANCHORS_PATH, subject_names
-from services.ingest import store
 from services.ingest.deps import (
     Runtime,
     Settings,
@@ -30,6 +29,7 @@ from services.ingest.deps import (
 )
 from services.ingest.plans import Plan, rate_decision
 from services.ingest.receipts import provenance
+from services.ingest.store import callers
 
 router = APIRouter(tags=["provenance"])
 
@@ -133,9 +133,9 @@ async def take_anonymous(request: Request, response: Response, *, purpose: str, 
     # verify's rows keep the bare address they have always had; other purposes name theirs.
     client = client_address(request) if purpose == "verify" else f"{purpose}:{client_address(request)}"
     async with runtime.pool.connection() as conn:
-        ahead = await store.take_anonymous_request(conn, client, interval_s=plan.interval_s, tolerance_s=plan.tolerance_s)
+        ahead = await callers.take_anonymous_request(conn, client, interval_s=plan.interval_s, tolerance_s=plan.tolerance_s)
         if random.random() < FORGET_SHARE:  # now and then, so the table holds only recent addresses
-            await store.forget_idle_clients(conn)
+            await callers.forget_idle_clients(conn)
     decision = rate_decision(plan, ahead is not None, ahead_s=ahead if ahead is not None else plan.tolerance_s)
     if not decision.allowed:
         raise Problem(status=429, slug="rate-limited", detail=f"{purpose} allows {plan.requests_per_s:g} requests a second per"

@@ -10,10 +10,8 @@ from pydantic import BaseModel, Field
 from services.common import problems
 from services.common.contracts import FINAL_STATES
 from services.common.problems import Problem
-from services.ingest import store
 from services.ingest.deps import ReceiptsReader, Runtime
-from services.ingest.jobs.examples import JOB_ID
-from services.ingest.jobs.job_lookup import parse_job_id
+from services.ingest.jobs import JOB_ID, job_state, parse_job_id, was_erased
 from services.ingest.receipts import issuing
 from services.ingest.receipts.document import FORMAT, SignedReceipt, canonical
 
@@ -84,8 +82,8 @@ async def get_receipt(job_id: str, tenant: ReceiptsReader, runtime: Runtime) -> 
     async with runtime.pool.connection() as conn:
         document = await issuing.receipt_of(conn, parsed, tenant_id=tenant)
         if document is None:
-            state = await store.job_state(conn, parsed, tenant_id=tenant)
-            if state is None and not await store.was_erased(conn, parsed, tenant_id=tenant):
+            state = await job_state(conn, parsed, tenant_id=tenant)
+            if state is None and not await was_erased(conn, parsed, tenant_id=tenant):
                 raise Problem(status=404, slug="job-not-found", detail=f"no job {job_id!r}")
             if state is not None and state not in FINAL_STATES:
                 raise Problem(status=409, slug="job-not-final", detail=f"job {job_id} is {state}; its receipt is issued when it is final"

@@ -19,11 +19,17 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from services.common import problems
 from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
-from services.ingest import store
-from services.ingest.deps import JobsReader, Runtime, Settings, Watch
-from services.ingest.jobs import domain
-from services.ingest.jobs.examples import JOB_ID
-from services.ingest.jobs.job_lookup import parse_job_id, refuse_missing
+from services.ingest.deps import JobsReader, Runtime, Settings
+from services.ingest.jobs import (
+    JOB_ID,
+    State,
+    Watch,
+    job_state,
+    parse_job_id,
+    read_log,
+    refuse_missing,
+    tenant_log_position,
+)
 
 router = APIRouter(tags=["events"])
 MAX_SEQ = 2**31 - 1
@@ -41,7 +47,7 @@ class LogEntry(BaseModel):
 
 class JobEvents(BaseModel):
     job_id: UUID
-    state: domain.State
+    state: State
     data: list[LogEntry]
     next: int | None = Field(description="`after` of the next page; null when this page reached the end of the log")
 
@@ -106,7 +112,7 @@ def resume_point(last_event_id: str | None, after: int | None, *, largest: int) 
 async def owned_state(runtime: ServiceRuntime, job_id: str, *, tenant: str) -> tuple[UUID, str]:
     parsed = parse_job_id(job_id)
     async with runtime.pool.connection() as conn:
-        state = await store.job_state(conn, parsed, tenant_id=tenant)
+        state = await job_state(conn, parsed, tenant_id=tenant)
         if state is None:  # 410 for an erased job; another tenant's is as unknown as one that never existed
             await refuse_missing(conn, job_id, tenant=tenant)
     return parsed, state
@@ -121,7 +127,7 @@ async def list_job_events(job_id: str, tenant: JobsReader, runtime: Runtime,
     each attempt started and finished, billing, delivery, cancel and reports."""
     parsed, state = await owned_state(runtime, job_id, tenant=tenant)
     async with runtime.pool.connection() as conn:
-        rows = await store.read_log(conn, parsed, after=after, limit=limit + 1)
+        rows = await read_log(conn, parsed, after=after, limit=limit + 1)
     entries = [LogEntry(**row) for row in rows[:limit]]
     return JobEvents(job_id=parsed, state=state, data=entries, next=entries[-1].seq if len(rows) > limit else None)
 
@@ -160,6 +166,6 @@ async def stream_tenant_events(tenant: JobsReader, runtime: Runtime, settings: S
     start = resume_point(last_event_id, after, largest=MAX_CURSOR)
     if start is None:
         async with runtime.pool.connection() as conn:
-            start = await store.tenant_log_position(conn, tenant)
+            start = await tenant_log_position(conn, tenant)
     rows = watch.tenant_entries(tenant, start)
     return EventStream((tenant_event(row) async for row in rows), ping=settings.stream_keepalive_s)

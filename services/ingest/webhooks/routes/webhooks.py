@@ -19,10 +19,8 @@ from services.common import problems
 from services.common.api import RequestModel
 from services.common.contracts import DEFAULT_ENDPOINT_EVENTS, ENDPOINT_EVENTS, EndpointEvent
 from services.common.problems import Problem
-from services.ingest import store
 from services.ingest.deps import Caller, Runtime, ScopedCaller, Settings
-from services.ingest.jobs.examples import JOB_ID
-from services.ingest.jobs.job_lookup import parse_job_id
+from services.ingest.jobs import JOB_ID, parse_job_id, read_view
 from services.ingest.webhooks.targets import check_webhook_url
 
 router = APIRouter(prefix="/v1", tags=["webhooks"], responses=problems.responses(503))
@@ -264,7 +262,7 @@ async def list_job_webhook_attempts(job_id: str, runtime: Runtime, delivery: Del
     """Every webhook attempt about this job, to every endpoint and its own URL, newest first."""
     parsed = parse_job_id(job_id)
     async with runtime.pool.connection() as conn:
-        if await store.read_view(conn, parsed, tenant_id=delivery.tenant) is None:
+        if await read_view(conn, parsed, tenant_id=delivery.tenant) is None:
             raise Problem(status=404, slug="job-not-found", detail=f"no job {job_id!r}")
     return await delivery.ask("GET", f"/jobs/{parsed}/webhook-attempts")
 

@@ -41,9 +41,9 @@ from services.common.contracts import (
     WebhookSent,
 )
 from services.common.db import Conn
-from services.ingest import store
+from services.ingest.jobs import store
 from services.ingest.jobs.domain import AnyJobEvent, apply_event
-from services.ingest.jobs.projection import commit_changes
+from services.ingest.jobs.finishing import commit_changes
 from services.ingest.receipts import Issuance, ReceiptSigner
 from services.ingest.settings import IngestSettings
 from services.ingest.subjects import moved_by_identity

@@ -13,9 +13,11 @@ from services.common.api import RequestModel, Timestamp
 from services.common.audit import Action, record_action
 from services.common.bus import erase_prompt_from_outbox
 from services.common.contracts import JobErased, OutputReported
+from services.common.db import Conn
 from services.common.problems import Problem
+from services.common.sealing import JobField, open_sealed
 from services.common.storage import ObjectStore
-from services.ingest import data_keys, store
+from services.ingest import data_keys
 from services.ingest.accounts import PromptScreen, Submitter
 from services.ingest.deps import (
     JobsReader,
@@ -26,9 +28,8 @@ from services.ingest.deps import (
     Runtime,
     Settings,
 )
-from services.ingest.domain import Billing, Failure
 from services.ingest.inputs import Screening
-from services.ingest.jobs import domain, projection, submission
+from services.ingest.jobs import domain, projection, store, submission
 from services.ingest.jobs.clip_makers import Router
 from services.ingest.jobs.examples import (
     CANCELED_EXAMPLE,
@@ -39,8 +40,19 @@ from services.ingest.jobs.examples import (
 )
 from services.ingest.jobs.job_lookup import parse_job_id, refuse_missing
 from services.ingest.jobs.submission import JobRequest
-from services.ingest.key_encryption import keyring_of
+from services.ingest.jobs.view import Billing, Failure, JobView
+from services.ingest.key_encryption import Keyring, keyring_of
 from services.ingest.ledger_calls import Ledger
+
+
+async def with_prompt(conn: Conn, view: JobView, *, keyring: Keyring) -> JobView:
+    """The job's view with its prompt opened, for its tenant: the read model keeps it sealed
+    (JobView.stored_json); an erased job's reads as erased."""
+    if not view.prompt_sealed or view.sealed_prompt is None:
+        return view
+    key = await data_keys.key_of(conn, view.id, keyring=keyring)
+    return view.model_copy(update={"prompt": open_sealed(key, JobField(view.id, "prompt"), sealed=view.sealed_prompt)})
+
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = logging.getLogger(__name__)
@@ -173,7 +185,7 @@ async def get_job(job_id: str, tenant: JobsReader, runtime: Runtime, settings: S
         view = await store.read_view(conn, parse_job_id(job_id), tenant_id=tenant)
         if view is None:
             await refuse_missing(conn, job_id, tenant=tenant)
-        view = await data_keys.with_prompt(conn, view, keyring=keyring_of(settings))
+        view = await with_prompt(conn, view, keyring=keyring_of(settings))
     return fresh_links(view, objects, ttl_s=settings.link_ttl_s)
 
 
@@ -229,7 +241,7 @@ async def cancel_job(job_id: str, tenant: JobsWriter, runtime: Runtime, settings
         if event is not None:
             await projection.record(conn, store.Change(before=before, after=view, event=event, at=event.requested_at))
             await runtime.emit(conn, event)
-        view = await data_keys.with_prompt(conn, view, keyring=keyring_of(settings))
+        view = await with_prompt(conn, view, keyring=keyring_of(settings))
     runtime.relay.notify()
     return fresh_links(view, objects, ttl_s=settings.link_ttl_s)
 

@@ -7,7 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from services.common.db import Conn, Statement, as_arrays, as_ctes, together, typed_arrays
-from services.ingest.domain import JobView, NewEntry
+from services.ingest.jobs.view import JobView, NewEntry
 
 # The columns of a job's row that its view writes, with their types (for unnest).
 VIEW_COLUMNS = {"id": "uuid", "state": "text", "view": "jsonb", "updated_at": "timestamptz"}

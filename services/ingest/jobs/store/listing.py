@@ -13,7 +13,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from services.common.db import Conn
-from services.ingest.domain import JobView, Period
+from services.ingest.jobs.view import JobView, Period
 
 
 async def insert_output_report(conn: Conn, job_id: UUID, *, n: int, reason: str) -> bool:

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Path, Response
 from services.common import problems
 from services.common.problems import Problem
 from services.common.storage import StorageError
-from services.ingest import store
 from services.ingest.deps import JobsReader, Objects, Runtime
+from services.ingest.jobs import store
 from services.ingest.jobs.job_lookup import parse_job_id, refuse_missing
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
