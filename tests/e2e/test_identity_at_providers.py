@@ -173,8 +173,9 @@ def delivered_across_the_styles(job: dict) -> int:
     the six styles, each style's share of two where its candidates passed (one short of them
     filled from the others: the order's 48 candidates are all it may generate). A style
     ships fewer than its passing candidates only where they are alike (the scorer measures
-    on past a near-duplicate, but a style may have no second different picture), and the
-    order is partial by that one."""
+    on past a near-duplicate, but a style may have no second different picture); an order
+    short of 12 is partial, and leaves out no passing picture unlike every one it shipped (a
+    style with one passing picture whose shortfall no other style's spare could fill)."""
     passing = [s for s in job["scores"] if s["passed"]]
     by_style = Counter(s["style"] for s in passing)
     chosen = [s for s in job["scores"] if s["index"] in job["selected"]]
@@ -184,7 +185,10 @@ def delivered_across_the_styles(job: dict) -> int:
     assert set(shown) == set(job["styles"]) and len(job["styles"]) == 6, shown
     short = [style for style in job["styles"] if shown[style] < min(IMAGES // 6, by_style[style])]
     assert all(alike(s for s in passing if s["style"] == style) for style in short), (shown, by_style)
-    assert len(job["outputs"]) == len(chosen) == IMAGES - len(short) and (job["state"] == "succeeded") == (not short)
+    assert len(job["outputs"]) == len(chosen) <= IMAGES - len(short)
+    assert (job["state"] == "succeeded") == (len(chosen) == IMAGES), (job["state"], len(chosen))
+    left_out = [s for s in passing if s["index"] not in job["selected"]]
+    assert len(chosen) == IMAGES or all(any(alike([s, c]) for c in chosen) for s in left_out), (shown, by_style)
     return len(chosen)
 
 
