@@ -9,13 +9,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.common.bus.envelope import envelop
-from services.common.contracts import AttemptStarted, CreditsReserved, JobSpec
+from services.common.contracts import AttemptStarted, CreditsReserved, JobSpec, JobSubmitted
 from services.common.db import migrate
 from services.common.runtime import ServiceRuntime
 from services.ingest.jobs import handlers, projection, store
 from services.ingest.jobs.domain import submitted_view
 from services.ingest.jobs.live import LogWatch
 from services.ingest.receipts.document import ReceiptSigner
+from services.ingest.store.data_keys import WrappedDataKey
 from tests.conftest import settings_for
 
 TENANT = "t-log"
@@ -37,8 +38,11 @@ async def ingest(endpoints):
 async def submit(runtime) -> JobSpec:
     spec = JobSpec(job_id=uuid.uuid4(), tenant_id=TENANT, template="generic", prompt="a red fox", images=1,
                    candidates=2, seed=7, submitted_at=datetime.now(UTC))
+    written = store.Submission(data_key=WrappedDataKey(job_id=spec.job_id, tenant_id=TENANT, wrapped=bytes(32), kek_id=None),
+                               binding=None, outbox_row=runtime.outbox_row(JobSubmitted(job_id=spec.job_id, tenant_id=TENANT,
+                                                                                        job=spec)))
     async with runtime.pool.connection() as conn, conn.transaction():
-        await projection.record_submitted(conn, submitted_view(spec), at=spec.submitted_at)
+        await projection.record_submitted(conn, submitted_view(spec), at=spec.submitted_at, submission=written)
     return spec
 
 

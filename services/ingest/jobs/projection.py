@@ -13,13 +13,10 @@ from services.ingest.jobs.job_log import entries_for, first_entries
 from services.ingest.jobs.view import Change, JobView
 
 
-async def record_submitted(conn: Conn, view: JobView, *, at: datetime) -> None:
-    """Store a new job's view and open its log, in the caller's transaction."""
-    entries = first_entries(view, at)
-    if not entries:
-        await store.insert_job(conn, view)
-        return
-    await store.append_new_job(conn, view, entries=entries)
+async def record_submitted(conn: Conn, view: JobView, *, at: datetime, submission: store.Submission) -> None:
+    """Store a new job's view and open its log, with what its submission writes (its data key,
+    its Idempotency-Key, its event), in the caller's transaction."""
+    await store.write_submission(conn, view, entries=first_entries(view, at), submission=submission)
 
 
 async def record(conn: Conn, change: Change) -> None:

@@ -378,13 +378,10 @@ class JobAdmission:
             check_submission(plan, await count_usage(conn, tenant, now=datetime.now(UTC)), images=body.images)
             spec = spec.model_copy(update={"priority": plan.priority})
             view = domain.submitted_view(spec, body.prompt)
-            await projection.record_submitted(conn, view, at=spec.submitted_at)
             await subject_order.note_ordered(conn, spec.subject, at=spec.submitted_at)
-            if spec.reference_key:
-                await store.remember_reference(conn, view.id, key=spec.reference_key)
-            await store.write_submission(conn, data_key, binding=binding,
-                                         outbox_row=runtime.outbox_row(JobSubmitted(job_id=spec.job_id, tenant_id=tenant,
-                                                                         job=spec)))
+            announced = runtime.outbox_row(JobSubmitted(job_id=spec.job_id, tenant_id=tenant, job=spec))
+            await projection.record_submitted(conn, view, at=spec.submitted_at, submission=store.Submission(
+                data_key=data_key, binding=binding, outbox_row=announced, reference_key=spec.reference_key or None))
         runtime.relay.notify()
         telemetry.JOBS_SUBMITTED.labels(view.template).inc()
         return view

@@ -29,39 +29,26 @@ from services.ingest.jobs.store.listing import (
 )
 from services.ingest.jobs.store.log import (
     LOG_CHANNEL_PREFIX,
+    NOTIFY,
     VIEW_COLUMNS,
     append_log,
-    append_new_job,
     log_channel,
+    logged_new_job,
     read_log,
     read_tenant_log,
     tenant_log_position,
 )
-from services.ingest.jobs.view import Change, JobView, erased
+from services.ingest.jobs.view import Change, JobView, NewEntry, erased
 from services.ingest.store.data_keys import INSERT_DATA_KEY, WrappedDataKey
 
 __all__ = ["LOG_CHANNEL_PREFIX", "Change", "Cursor", "IdempotencyKeyTaken", "InvalidCursor", "JobFilter", "Page",
-           "KeyBinding", "append_log", "append_new_job", "claim_and_lock_views",
+           "KeyBinding", "append_log", "claim_and_lock_views",
            "erase_job", "forget_expired_keys",
-           "insert_job", "insert_output_report", "job_state",
+           "insert_output_report", "job_state",
            "erased_job_ids", "job_with_output", "list_views", "stored_views", "settled_views", "tenant_exists", "views_with_outputs", "lock_plan_and_key", "log_channel", "quiet_open_views", "read_log",
            "read_tenant_log", "read_view", "reference_to_delete",
-           "remember_reference", "tenant_log_position", "was_erased", "write_submission",
+           "Submission", "tenant_log_position", "was_erased", "write_submission",
            "write_views"]
-
-
-async def insert_job(conn: Conn, view: JobView) -> None:
-    await conn.execute(
-        "INSERT INTO jobs (id, tenant_id, state, template, view, created_at, updated_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        [view.id, view.tenant_id, view.state, view.template, view.stored_json(), view.created_at,
-         view.updated_at],
-    )
-
-
-async def remember_reference(conn: Conn, job_id: UUID, *, key: str) -> None:
-    """The job's reference photo, deleted with the last job of its tenant that uses it."""
-    await conn.execute("UPDATE jobs SET reference_key = %s WHERE id = %s", [key, job_id])
 
 
 async def read_view(conn: Conn, job_id: UUID, *, tenant_id: str | None = None,
@@ -174,7 +161,7 @@ async def lock_plan_and_key(conn: Conn, tenant_id: str, *, key: str | None,
     return row["plan"], bound
 
 
-# What a submission writes after its job's row, in one statement: its data key, its
+# What a submission writes with its job's row and log, in one statement: its data key, its
 # Idempotency-Key's binding (an expired one is replaced; `bound` is 0 when a live one won the
 # key: IdempotencyKeyTaken) and its event's outbox row.
 DATA_KEY = f"data_key AS ({INSERT_DATA_KEY})"
@@ -197,16 +184,32 @@ class KeyBinding:
     ttl_s: int
 
 
-async def write_submission(conn: Conn, data_key: WrappedDataKey, *, binding: KeyBinding | None,
-                           outbox_row: OutboxRow) -> None:
-    """Write a submission's data key row, its key's binding (None without a key) and its
-    event's outbox row."""
-    announce, announced = staged_event(outbox_row)
-    sql = (f"WITH {DATA_KEY}, {BIND_KEY if binding else NO_KEY}, announced AS ({announce})"
-           " SELECT count(*) AS bound FROM bound")
+@dataclass(frozen=True, kw_only=True)
+class Submission:
+    """What a submission writes with its job: its data key, its Idempotency-Key's binding (None
+    without a key), its event's outbox row, and the key of its input photo (None without one:
+    the photo is deleted with the last job of its tenant that uses it)."""
+
+    data_key: WrappedDataKey
+    binding: KeyBinding | None
+    outbox_row: OutboxRow
+    reference_key: str | None = None
+
+
+async def write_submission(conn: Conn, new_job: JobView, *, entries: list[NewEntry], submission: Submission) -> None:
+    """Write a new job with the first entries of its log, its data key row, its key's binding
+    and its event's outbox row, in one statement (IdempotencyKeyTaken when a live binding won
+    the key: nothing of it stays, the caller's transaction rolls back)."""
+    binding = submission.binding
+    announce, announced = staged_event(submission.outbox_row)
+    logged, logged_params = logged_new_job(new_job, entries=entries, reference_key=submission.reference_key)
+    sql = (f"WITH {DATA_KEY}, {BIND_KEY if binding else NO_KEY}, announced AS ({announce}), {logged}"
+           f" SELECT {NOTIFY}, (SELECT count(*) FROM bound) AS bound FROM tenant")
     bound = [binding.tenant_id, binding.key, binding.request_hash, binding.job_id, binding.ttl_s] if binding else []
-    row = await (await conn.execute(sql, [*data_key.row(), *bound, *announced])).fetchone()
-    if binding and row is not None and row["bound"] == 0:
+    row = await (await conn.execute(sql, [*submission.data_key.row(), *bound, *announced, *logged_params,
+                                          LOG_CHANNEL_PREFIX])).fetchone()
+    assert row is not None, "the new job's tenant is counted: its log opened"
+    if binding and row["bound"] == 0:
         raise IdempotencyKeyTaken(binding.key)
 
 

@@ -34,11 +34,15 @@ async def append_log(conn: Conn, entries: list[tuple[JobView, NewEntry]],
     await appended(conn, entries, job=job, also=also)
 
 
-async def append_new_job(conn: Conn, new_job: JobView, *, entries: list[NewEntry]) -> None:
-    """Insert a new job with the first entries of its log, in one statement (see `appended`)."""
+def logged_new_job(new_job: JobView, *, entries: list[NewEntry], reference_key: str | None) -> Statement:
+    """The CTEs that insert a new job (with the key of its input photo, if any) and the first
+    entries of its log, counted in its tenant's log, and their parameters: the statement they
+    open selects NOTIFY from `tenant`, so that the tenant's streams wake on commit."""
+    assert entries, "a new job's log opens with the state it was submitted in"
+    rows = [(new_job.id, new_job.tenant_id, entry.type, entry.time, json.dumps(entry.payload)) for entry in entries]
     params: list[Any] = [new_job.id, new_job.tenant_id, new_job.state, new_job.template, new_job.stored_json(),
-                         new_job.created_at, new_job.updated_at]
-    await appended(conn, [(new_job, entry) for entry in entries], job=(NEW_JOB, params))
+                         new_job.created_at, new_job.updated_at, reference_key]
+    return LOGGED.format(job=NEW_JOB), [*as_arrays(rows), *params]
 
 
 async def appended(conn: Conn, entries: list[tuple[JobView, NewEntry]], *, job: Statement,
@@ -72,11 +76,11 @@ job AS (
     WHERE t.id = coalesce(c.job_id, v.id)
     RETURNING t.id, t.log_seq - coalesce(c.n, 0) AS last)"""
 NEW_JOB = """job AS (
-    INSERT INTO jobs (id, tenant_id, state, template, view, created_at, updated_at, log_seq)
-    SELECT %s::uuid, %s::text, %s::text, %s::text, %s::jsonb, %s::timestamptz, %s::timestamptz, count(*) FROM entry
+    INSERT INTO jobs (id, tenant_id, state, template, view, created_at, updated_at, reference_key, log_seq)
+    SELECT %s::uuid, %s::text, %s::text, %s::text, %s::jsonb, %s::timestamptz, %s::timestamptz, %s::text, count(*)
+    FROM entry
     RETURNING id, 0::bigint AS last)"""
-APPEND_LOG = """
-WITH {also}entry AS (
+LOGGED = """entry AS (
     SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::timestamptz[], %b::text[])
         WITH ORDINALITY AS e(job_id, tenant_id, type, time, payload, n)),
 {job},
@@ -89,9 +93,10 @@ appended AS (
     SELECT e.job_id, job.last + row_number() OVER (PARTITION BY e.job_id ORDER BY e.n),
            e.tenant_id, tenant.last + row_number() OVER (PARTITION BY e.tenant_id ORDER BY e.n),
            e.type, e.time, e.payload::jsonb
-    FROM entry AS e JOIN job ON job.id = e.job_id JOIN tenant ON tenant.id = e.tenant_id)
-SELECT pg_notify(%b || current_schema(), id) FROM tenant
-"""
+    FROM entry AS e JOIN job ON job.id = e.job_id JOIN tenant ON tenant.id = e.tenant_id)"""
+# Selected from `tenant`, with LOG_CHANNEL_PREFIX: each tenant's streams are woken on commit.
+NOTIFY = "pg_notify(%b || current_schema(), id)"
+APPEND_LOG = "WITH {also}" + LOGGED + f"\nSELECT {NOTIFY} FROM tenant"
 
 
 async def read_log(conn: Conn, job_id: UUID, *, after: int, limit: int) -> list[dict[str, Any]]:
