@@ -9,6 +9,7 @@ from uuid import UUID
 
 from fastapi import Depends, Request, Response, Security
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+from psycopg.rows import DictRow
 
 from services.common import audit, http_headers, telemetry
 from services.common.contracts import KeySpendCaps
@@ -18,8 +19,8 @@ from services.common.rounds import PeriodicRound
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
 from services.ingest import roles
-from services.ingest.plans import Plan, PlanBook, RateDecision, rate_decision
-from services.ingest.session_auth import SESSION_COOKIE, check_csrf, digest, hash_api_key
+from services.ingest.plans import PlanBook, Rates, rate_decision
+from services.ingest.session_auth import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, check_csrf, digest, hash_api_key
 from services.ingest.settings import IngestSettings
 from services.ingest.store import callers
 
@@ -144,45 +145,41 @@ def acting(caller: Caller, request: Request) -> audit.Acting:
     return audit.Acting(caller.actor, client_address(request), details)
 
 
-async def by_session(request: Request, conn: Conn, *, token: str) -> tuple[Caller, str]:
-    """The caller of a console session (401 once it has ended), and its tenant's plan; a change
-    must carry the session's CSRF token (403)."""
+async def by_session(request: Request, conn: Conn, *, token: str, rates: Rates) -> tuple[Caller, DictRow]:
+    """The caller of a console session (401 once it has ended), and its row (its tenant's plan,
+    the request taken against its rate); a change must carry the session's CSRF token (403)."""
     settings = await get_settings(request)
-    row = await callers.live_session(conn, digest(token), idle_s=settings.session_idle_s)
+    sent = request.headers.get(CSRF_HEADER, "")
+    csrf_hash = None if request.method in SAFE_METHODS else digest(sent) if sent else ""
+    row = await callers.session_caller(conn, digest(token), idle_s=settings.session_idle_s, csrf_hash=csrf_hash, rates=rates)
     if row is None:
         raise Problem(status=401, slug="session-ended", detail="this session has ended (signed out, timed out, or the member's role"
                       " changed): sign in again", headers=UNAUTHORIZED)
     check_csrf(request, row["csrf_hash"], public_url=settings.public_url)
     member = Member(row["member_id"], row["role"], row["email"])
-    return Caller(tenant_id=row["tenant_id"], key_id=None, scopes=roles.scopes_of(row["role"]), member=member, session_id=row["id"]), row["plan"]
+    return Caller(tenant_id=row["tenant_id"], key_id=None, scopes=roles.scopes_of(row["role"]), member=member, session_id=row["id"]), row
 
 
-async def by_key(conn: Conn, secret: str) -> tuple[Caller, str]:
-    """The caller of an API key (401 when it is not live), and its tenant's plan. A key a
-    member or service account owns does what its scopes and its owner's role both allow."""
-    row = await callers.live_key(conn, hash_api_key(secret))
+async def by_key(conn: Conn, secret: str, *, rates: Rates) -> tuple[Caller, DictRow]:
+    """The caller of an API key (401 when it is not live), and its row (its tenant's plan, the
+    request taken against its rate). A key a member or service account owns does what its
+    scopes and its owner's role both allow."""
+    row = await callers.key_caller(conn, hash_api_key(secret), rates=rates)
     if row is None:
         raise Problem(status=401, slug="invalid-api-key", detail="the API key is not valid", headers=UNAUTHORIZED)
     caps = KeySpendCaps(daily=row["daily_cap_credits"], monthly=row["monthly_cap_credits"])
     member = Member(row["owner_id"], row["owner_role"], row["owner_email"]) if row["owner_id"] else None
     scopes = roles.effective_scopes(row["scopes"], row["owner_role"] if member else None)
-    return Caller(tenant_id=row["tenant_id"], key_id=row["id"], scopes=scopes, caps=caps, member=member), row["plan"]
-
-
-async def take_request(conn: Conn, tenant_id: str, *, plan: Plan) -> RateDecision:
-    """Count one request against the tenant's rate (its plan's), and among the requests it was
-    answered today; the row moves only when the request is allowed. On the shared database, so
-    the rate holds across ingest's replicas."""
-    allowed, ahead_s = await callers.take_request(conn, tenant_id, rate=plan)
-    return rate_decision(plan, allowed, ahead_s=ahead_s)
+    return Caller(tenant_id=row["tenant_id"], key_id=row["id"], scopes=scopes, caps=caps, member=member), row
 
 
 async def authenticated(request: Request, response: Response,
                         *, bearer: Annotated[HTTPAuthorizationCredentials | None, Security(api_key)]) -> Caller:
     """`Authorization: Bearer <api key>`, else the console's session cookie, looked up on every
     request (no cache), so a key revoked, a session ended or a member removed is refused at
-    once by every replica. Then the request counts against the tenant's plan's rate (429
-    beyond it); every answer carries the RateLimit headers."""
+    once by every replica. The request counts against the tenant's plan's rate in the same
+    statement, on the shared database, so the rate holds across ingest's replicas (429 beyond
+    it); every answer carries the RateLimit headers."""
     runtime, plans = await get_runtime(request), await get_plans(request)
     cookie = request.cookies.get(SESSION_COOKIE)
     if not request.headers.get("authorization") and not cookie:
@@ -191,12 +188,12 @@ async def authenticated(request: Request, response: Response,
         raise Problem(status=401, slug="invalid-api-key", detail="the Authorization header must be 'Bearer <key>'", headers=UNAUTHORIZED)
     async with runtime.pool.connection() as conn:
         if bearer is not None:
-            caller, plan_name = await by_key(conn, bearer.credentials.strip())
+            caller, row = await by_key(conn, bearer.credentials.strip(), rates=plans.rates())
         else:
             assert cookie is not None  # one of the two was sent
-            caller, plan_name = await by_session(request, conn, token=cookie)
-        plan = plans.get(plan_name)
-        decision = await take_request(conn, caller.tenant_id, plan=plan)
+            caller, row = await by_session(request, conn, token=cookie, rates=plans.rates())
+    plan = plans.get(row["plan"])
+    decision = rate_decision(plan, row["allowed"], ahead_s=row["ahead"])
     telemetry.bind_tenant(caller.tenant_id)
     audit.ACTING.set(acting(caller, request))
     if not decision.allowed:

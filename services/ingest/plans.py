@@ -67,6 +67,24 @@ class PlanBook(BaseModel):
         """The plan by name; a tenant on a plan no longer offered gets the default."""
         return self.plans.get(name or self.default) or self.plans[self.default]
 
+    def rates(self) -> "Rates":
+        """Every plan's request rate, for a statement that takes a request as it finds the
+        caller's plan (by `get`'s rule)."""
+        named = sorted(self.plans.items())
+        return Rates(names=[name for name, _ in named], intervals_s=[plan.interval_s for _, plan in named],
+                     tolerances_s=[plan.tolerance_s for _, plan in named], default=self.default)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rates:
+    """The plans' request rates (GCRA: one request every interval, bursts up to the tolerance
+    ahead), by name, and the plan of a tenant on one no longer offered."""
+
+    names: list[str]
+    intervals_s: list[float]
+    tolerances_s: list[float]
+    default: str
+
 
 def load_plans(path: str | Path | None = None) -> PlanBook:
     text = Path(path).read_text() if path else (resources.files("services.ingest") / "plans.yaml").read_text()

@@ -1,5 +1,6 @@
-"""A plan's limits on the real database: the GCRA row allows a burst, then one request
-per interval, and says when to retry; submissions count the jobs in progress and the
+"""A plan's limits on the real database: the GCRA row, taken in the statement that finds the
+caller's key, allows a burst of the caller's plan, then one request per interval, and says when
+to retry (a tenant on a plan no longer offered is held to the default's); submissions count the jobs in progress and the
 images asked for today (UTC), leaving out what is final or rejected or was yesterday."""
 
 import asyncio
@@ -12,11 +13,14 @@ import pytest
 from services.common.problems import Problem
 from services.ingest.accounts import limits
 from services.ingest.accounts.tenants import Tenant, create_tenant, tenants_transaction
-from services.ingest.deps import take_request
-from services.ingest.plans import Plan
+from services.ingest.plans import Plan, PlanBook, RateDecision, rate_decision
+from services.ingest.session_auth import hash_api_key
 from services.ingest.settings import IngestSettings
+from services.ingest.store import callers
 
 PLAN = Plan(name="small", requests_per_s=5, burst=3, concurrent_jobs=2, images_per_day=20, priority=0)
+# The default is far faster than PLAN: a burst of PLAN's size shows which plan held the caller.
+BOOK = PlanBook(default="large", plans={"small": PLAN, "large": PLAN.model_copy(update={"requests_per_s": 100, "burst": 50})})
 NOW = datetime.now(UTC)
 
 
@@ -39,9 +43,26 @@ def run_in_transaction(settings, work):
     return asyncio.run(go())
 
 
-def test_a_burst_then_one_request_per_interval(settings, tenant):
+def keyed_tenant(settings, plan: str) -> tuple[str, str]:
+    """A new tenant on `plan` (one BOOK offers, or not), and its API key."""
+    tenant_id = f"t-{uuid.uuid4().hex[:8]}"
+    key = asyncio.run(create_tenant(settings, Tenant(tenant_id)))
+    run_in_transaction(settings, lambda conn: conn.execute("UPDATE tenants SET plan = %s WHERE id = %s", [plan, tenant_id]))
+    return tenant_id, key
+
+
+async def take_request(conn, key: str) -> RateDecision:
+    """A request of the key's, as ingest takes it: the key found and the request taken in one
+    statement."""
+    row = await callers.key_caller(conn, hash_api_key(key), rates=BOOK.rates())
+    return rate_decision(BOOK.get(row["plan"]), row["allowed"], ahead_s=row["ahead"])
+
+
+def test_a_burst_then_one_request_per_interval(settings):
+    tenant, key = keyed_tenant(settings, "small")
+
     async def burst(conn):
-        return [await take_request(conn, tenant, plan=PLAN) for _ in range(4)]
+        return [await take_request(conn, key) for _ in range(4)]
 
     decisions = run_in_transaction(settings, burst)
     assert [d.allowed for d in decisions] == [True, True, True, False]
@@ -50,9 +71,29 @@ def test_a_burst_then_one_request_per_interval(settings, tenant):
 
     async def later(conn):  # 0.4 s after the burst was spent: two intervals of 0.2 s have passed, two more fit
         await conn.execute("UPDATE rate_limits SET tat = now() + interval '0.2 seconds' WHERE tenant_id = %s", [tenant])
-        return [(await take_request(conn, tenant, plan=PLAN)).allowed for _ in range(3)]
+        return [(await take_request(conn, key)).allowed for _ in range(3)]
 
     assert run_in_transaction(settings, later) == [True, True, False]
+
+
+def test_a_tenant_on_a_plan_no_longer_offered_is_held_to_the_default(settings):
+    tenant, key = keyed_tenant(settings, "retired")
+
+    async def burst(conn):
+        return [(await take_request(conn, key)).allowed for _ in range(5)]
+
+    assert run_in_transaction(settings, burst) == [True] * 5  # the default's burst of 50, not PLAN's 3
+
+
+def test_a_key_that_is_not_live_takes_no_request(settings):
+    tenant, key = keyed_tenant(settings, "small")
+
+    async def unknown(conn):
+        row = await callers.key_caller(conn, hash_api_key(key + "x"), rates=BOOK.rates())
+        return row, await callers.requests_today(conn, tenant)
+
+    row, (requests, _) = run_in_transaction(settings, unknown)
+    assert row is None and requests == 0
 
 
 def add_job(settings, tenant: str, state: str, images: int, created_at: datetime) -> None:

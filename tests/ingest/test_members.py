@@ -122,11 +122,18 @@ def test_developers_manage_only_their_own_keys_and_keys_die_with_their_owner_unl
     assert_problem(other.get("/v1/me"), 401, "session-ended")
 
 
+def requests_counted(team) -> int:
+    return team.sql("SELECT requests FROM rate_limits WHERE tenant_id = %s", [team.tenant_id])[0][0]
+
+
 def test_a_change_without_the_session_s_csrf_token_or_from_another_origin_is_refused(team):
     member = team.join("csrf@example.com", "developer")
+    assert member.get("/v1/me").status_code == 200
+    counted = requests_counted(team)
     assert_problem(member.request("POST", "/v1/api-keys", json={}, headers={"X-CSRF-Token": ""}), 403, "csrf-refused")
     assert_problem(member.request("POST", "/v1/api-keys", json={}, headers={"X-CSRF-Token": "guessed"}), 403,
                    "csrf-refused")
+    assert requests_counted(team) == counted  # a page elsewhere cannot spend the tenant's rate through a browser
     assert_problem(member.request("POST", "/v1/api-keys", json={}, headers={"Origin": "https://evil.example"}), 403,
                    "csrf-refused")
     assert member.get("/v1/me").status_code == 200  # reading needs no token
