@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.common.db import COMMON_MIGRATIONS, migrate
 from services.common.problems import Problem
 from services.ingest.accounts import limits
 from services.ingest.accounts.tenants import Tenant, create_tenant, tenants_transaction
@@ -105,6 +106,15 @@ def add_job(settings, tenant: str, state: str, images: int, created_at: datetime
     run_in_transaction(settings, insert)
 
 
+def set_state(settings, tenant: str, state: str) -> None:
+    """Every job of the tenant's moved to `state`, as the read model moves them."""
+    run_in_transaction(settings, lambda conn: conn.execute("UPDATE jobs SET state = %s WHERE tenant_id = %s", [state, tenant]))
+
+
+def delete_jobs(settings, tenant: str) -> None:
+    run_in_transaction(settings, lambda conn: conn.execute("DELETE FROM jobs WHERE tenant_id = %s", [tenant]))
+
+
 def refusal(settings, tenant: str, images: int) -> Problem | None:
     async def check(conn):
         try:
@@ -143,3 +153,46 @@ def test_images_per_day_count_today_only_and_not_rejected_jobs(settings, tenant)
     assert (problem.status, problem.slug, problem.extra["used"]) == (429, "daily-images-limit", 12)
     tomorrow = today.replace(second=0) + timedelta(days=1)
     assert 0 < int(problem.headers["Retry-After"]) <= (tomorrow - NOW).total_seconds() + 1
+
+
+def test_the_day_count_follows_a_job_rejected_after_it_was_counted_and_one_deleted(settings, tenant):
+    """The images of the day are kept as the jobs are written (a row a day): a job counted when
+    placed and rejected later (the ledger refused it) gives its images back, a job taken back
+    from rejection counts again, and a job deleted counts no more."""
+    today = NOW.replace(hour=0, minute=0, second=1, microsecond=0)
+    add_job(settings, tenant, "submitted", 15, today)
+    assert refusal(settings, tenant, 6).extra["used"] == 15
+    set_state(settings, tenant, "rejected")
+    assert refusal(settings, tenant, 20) is None
+    set_state(settings, tenant, "admitted")
+    assert refusal(settings, tenant, 6).extra["used"] == 15
+    set_state(settings, tenant, "generating")  # no move into or out of rejection: counted once
+    assert refusal(settings, tenant, 6).extra["used"] == 15
+    delete_jobs(settings, tenant)
+    assert refusal(settings, tenant, 20) is None
+
+
+def test_the_day_count_starts_from_the_jobs_written_before_it_was_kept(settings, tenant):
+    """Migration 0033 counts the jobs already written on the days a submission may read (today,
+    and yesterday for one counted at midnight): a release upgraded at noon refuses what the day's
+    earlier jobs leave no room for. Earlier days are not counted; a rejected job not at all."""
+    today = NOW.replace(hour=0, minute=0, second=1, microsecond=0)
+    add_job(settings, tenant, "succeeded", 5, today)
+    add_job(settings, tenant, "rejected", 4, today)
+    add_job(settings, tenant, "succeeded", 3, today - timedelta(seconds=2))  # yesterday
+    add_job(settings, tenant, "succeeded", 7, today - timedelta(days=3))
+
+    async def as_before_the_migration(conn):  # the counter gone, the migration not applied
+        await conn.execute("DROP TABLE daily_images")
+        await conn.execute("DROP TRIGGER daily_images_on_write ON jobs; DROP TRIGGER daily_images_on_rejection ON jobs;"
+                           " DROP FUNCTION daily_images_counted()")
+        await conn.execute("DELETE FROM schema_migrations WHERE version = 'services.ingest:0033_daily_images'")
+    run_in_transaction(settings, as_before_the_migration)
+    asyncio.run(migrate(settings.database_url.get_secret_value(), settings.schema_name, packages=[COMMON_MIGRATIONS, "services.ingest"]))
+
+    async def days(conn):
+        rows = await (await conn.execute("SELECT day, images FROM daily_images WHERE tenant_id = %s ORDER BY day",
+                                         [tenant])).fetchall()
+        return [(row["day"], row["images"]) for row in rows]
+    assert run_in_transaction(settings, days) == [((today - timedelta(days=1)).date(), 3), (today.date(), 5)]
+    assert refusal(settings, tenant, 16).extra["used"] == 5
