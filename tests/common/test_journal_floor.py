@@ -29,11 +29,14 @@ pytestmark = pytest.mark.processes  # starts the platform's processes or the sta
 
 
 async def created_at(ledger: Ledger, amounts: list[int]) -> list:
+    """When each amount's row was written, in the order of `amounts` (the rows come back in the
+    table's order, which a row's update to published may have changed)."""
     rows = await ledger.rows(
-        "SELECT created_at FROM outbox WHERE (convert_from(body, 'UTF8')::jsonb ->> 'required')::int = ANY(%s)",
-        amounts)
-    assert len(rows) == len(amounts)
-    return [row["created_at"] for row in rows]
+        "SELECT (convert_from(body, 'UTF8')::jsonb ->> 'required')::int AS amount, created_at FROM outbox"
+        " WHERE (convert_from(body, 'UTF8')::jsonb ->> 'required')::int = ANY(%s)", amounts)
+    written = {row["amount"]: row["created_at"] for row in rows}
+    assert len(rows) == len(amounts) and set(written) == set(amounts)
+    return [written[amount] for amount in amounts]
 
 
 async def floor_after(ledger: Ledger, looks: int = 2):
