@@ -45,3 +45,26 @@ async def test_a_loop_on_a_timer_counts_its_statements_under_its_own_name(endpoi
             assert (sent(schema) - work, sent(schema, "a-sweeper") - looked) == (1, 2)
     finally:
         await pool.close()
+
+
+async def test_a_statement_is_prepared_at_its_second_use_and_a_string_of_several_never(endpoints):
+    """The pool's connections prepare a statement the second time it is sent (psycopg's default
+    waits for the sixth); a string of several statements, which PostgreSQL cannot prepare, runs
+    as often as it is sent."""
+    schema = f"count_{uuid.uuid4().hex[:8]}"
+    pool = open_pool(endpoints.database_url, schema, size=1)
+    await pool.open(wait=True)
+
+    async def prepared(conn) -> list[str]:
+        rows = await (await conn.execute("SELECT statement FROM pg_prepared_statements")).fetchall()
+        return [row["statement"] for row in rows]
+    try:
+        async with pool.connection() as conn:
+            await conn.execute("SELECT %s::int AS n", [1])
+            assert "SELECT $1::int AS n" not in await prepared(conn)
+            await conn.execute("SELECT %s::int AS n", [2])
+            assert "SELECT $1::int AS n" in await prepared(conn)
+            for _ in range(3):
+                await conn.execute("SELECT 1; SELECT 2")
+    finally:
+        await pool.close()
