@@ -10,8 +10,9 @@ CREATE TABLE daily_images (
     PRIMARY KEY (tenant_id, day)
 );
 
--- A job counts on its day from when it is written until it is rejected (or deleted).
-CREATE FUNCTION daily_images_counted() RETURNS trigger LANGUAGE plpgsql AS $$
+-- A job counts on its day from when it is written until it is rejected (or deleted). The
+-- function names the tables of the schema it is created in, whatever a writer's search_path.
+CREATE FUNCTION daily_images_counted() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     job jobs := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
     added bigint := coalesce((job.view->>'images')::int, 0);
