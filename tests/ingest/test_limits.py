@@ -115,12 +115,12 @@ def delete_jobs(settings, tenant: str) -> None:
     run_in_transaction(settings, lambda conn: conn.execute("DELETE FROM jobs WHERE tenant_id = %s", [tenant]))
 
 
-def refusal(settings, tenant: str, images: int) -> Problem | None:
+def refusal(settings, tenant: str, images: int, *, now: datetime = NOW) -> Problem | None:
     async def check(conn):
         try:
             plan = await limits.lock_plan(conn, tenant, plans=_Book())
             assert plan.name == "free"  # the tenant's own plan, by name, from the book
-            limits.check_submission(PLAN, await limits.count_usage(conn, tenant, now=NOW), images=images)
+            limits.check_submission(PLAN, await limits.count_usage(conn, tenant, now=now), images=images)
         except Problem as problem:
             return problem
         return None
@@ -175,8 +175,11 @@ def test_the_day_count_follows_a_job_rejected_after_it_was_counted_and_one_delet
 def test_the_day_count_starts_from_the_jobs_written_before_it_was_kept(settings, tenant):
     """Migration 0033 counts the jobs already written on the days a submission may read (today,
     and yesterday for one counted at midnight): a release upgraded at noon refuses what the day's
-    earlier jobs leave no room for. Earlier days are not counted; a rejected job not at all."""
-    today = NOW.replace(hour=0, minute=0, second=1, microsecond=0)
+    earlier jobs leave no room for. Earlier days are not counted; a rejected job not at all.
+    Its days are the database's when it runs, so this test's are taken when it runs too, not
+    when the module was loaded (a run that crosses midnight)."""
+    now = datetime.now(UTC)
+    today = now.replace(hour=0, minute=0, second=1, microsecond=0)
     add_job(settings, tenant, "succeeded", 5, today)
     add_job(settings, tenant, "rejected", 4, today)
     add_job(settings, tenant, "succeeded", 3, today - timedelta(seconds=2))  # yesterday
@@ -195,4 +198,4 @@ def test_the_day_count_starts_from_the_jobs_written_before_it_was_kept(settings,
                                          [tenant])).fetchall()
         return [(row["day"], row["images"]) for row in rows]
     assert run_in_transaction(settings, days) == [((today - timedelta(days=1)).date(), 3), (today.date(), 5)]
-    assert refusal(settings, tenant, 16).extra["used"] == 5
+    assert refusal(settings, tenant, 16, now=now).extra["used"] == 5
