@@ -38,13 +38,14 @@ CANDIDATES = 3  # peaks kept near each axis
 SHORTEST, LONGEST, MAX_ANGLE = 0.8, 2.6, 15.0
 
 
-def box(plane: np.ndarray, radius: int) -> np.ndarray:
+def box(plane: np.ndarray, radius: int, *, dtype: type = np.float64) -> np.ndarray:
     """The mean over a (2 radius + 1)² square around each sample (edges mirrored, the edge
-    itself not repeated), in float64. OpenCV's box filter: the same means as summed tables
-    to 1e-10, in a third of their CPU (a delivered picture's mark draws two, a thumbnail's two
-    more)."""
+    itself not repeated), in `dtype`: float64 for detection; float32 where the means only shape
+    what is added to 8-bit pixels (the mark's mask: the same pixels). OpenCV's box filter: the
+    same means as summed tables to 1e-10, in a third of their CPU (a delivered picture's mark
+    draws two, a thumbnail's two more)."""
     size = 2 * radius + 1
-    means: np.ndarray = cv2.boxFilter(np.asarray(plane, dtype=np.float64), -1, (size, size), normalize=True,
+    means: np.ndarray = cv2.boxFilter(np.asarray(plane, dtype=dtype), -1, (size, size), normalize=True,
                                       borderType=cv2.BORDER_REFLECT_101)
     return means
 

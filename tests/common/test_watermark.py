@@ -18,7 +18,7 @@ import skimage
 from PIL import Image
 
 from bench.watermark_set import picture
-from services.common import watermark, watermark_code, watermark_dwt
+from services.common import watermark, watermark_code, watermark_dwt, watermark_sync
 
 SAMPLES = Path(skimage.__file__).parent / "data"
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -130,6 +130,23 @@ def test_the_code_corrects_scattered_errors_and_the_check_refuses_the_rest():
     bits = watermark_code.message(mark_id)
     bits[5] ^= 1
     assert watermark_code.mark_id_of(bits) is None
+
+
+@pytest.mark.parametrize("kind", ["photo", "flat", "white", "text"])
+def test_the_mask_drawn_in_float32_is_the_float64_one(kind):
+    """The mark's mask is drawn in float32 for speed: the same weights as the definition in
+    float64 (the detail's RMS over its 3x3 mean, over the scale, held between floor and ceiling),
+    and so the same pixels once the mark is added."""
+    scheme = watermark.CURRENT
+    for side in (128, 300, 700):
+        plane = watermark_sync.normalized_luma(picture(kind, side, 0))
+        wide = plane.astype(np.float64)
+        detail = wide - watermark_sync.box(wide, 1)
+        defined = np.clip(np.sqrt(np.maximum(watermark_sync.box(detail * detail, 2), 0.0)) / scheme.mask_scale,
+                          scheme.mask_floor, scheme.mask_ceiling)
+        drawn = watermark.mask(plane, scheme)
+        assert drawn.dtype == np.float32
+        np.testing.assert_allclose(drawn, defined, rtol=0, atol=1e-5)
 
 
 def test_images_too_small_carry_no_mark_and_read_none():
