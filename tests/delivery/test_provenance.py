@@ -8,6 +8,7 @@ import base64
 import io
 import json
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from uuid import uuid4
 
@@ -195,6 +196,30 @@ def test_a_rotated_signing_certificate_leaves_what_was_signed_before_trusted():
         signed.append(provenance.Marker(credentials).mark(done, origin).image.data)
 
     assert [read_manifest(data, "image/png", anchors_pem=before.anchor_pem).state for data in signed] == ["Trusted", "Trusted"]
+
+
+def test_one_marker_signs_file_after_file_in_each_thread_each_signed_for_its_own_job():
+    """A marker keeps its signer between files, one a thread: every file of a run, in any
+    format and from any thread, reads Trusted and names its own job."""
+    marker = provenance.Marker(CREDENTIALS)
+
+    def run(formats: list[str]) -> list[tuple[bytes, str, provenance.Origin]]:
+        signed = []
+        for target in formats:
+            source = encoded(photo_like(), "PNG")
+            origin = provenance.Origin(job_id=uuid4(), n=1, provider="local-fast", template="generic",
+                                       created_at=datetime.now(UTC), source=source)
+            marked = marker.mark(postprocess(source, Delivery(format=target)), origin)
+            signed.append((marked.image.data, marked.image.media_type, origin))
+        return signed
+
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(run, [["png", "jpeg", "webp"], ["webp", "png", "jpeg"]]))
+    for data, media_type, origin in [file for files in runs + [run(["png", "png"])] for file in files]:
+        state, store = reader_json(data, media_type)
+        assert state == "Trusted"
+        assertions = store["manifests"][store["active_manifest"]]["assertions"]
+        assert next(a["data"] for a in assertions if a["label"] == JOB_ASSERTION)["job_id"] == str(origin.job_id)
 
 
 def test_an_animated_webp_clip_is_signed_stays_animated_and_every_frame_carries_the_mark():
