@@ -239,6 +239,7 @@ async def in_process(endpoints: Endpoints, jobs: int, side: int, candidates: int
             paints.append((painted_cpu - cpu) * 1000)
             scores.append((scored_cpu - painted_cpu) * 1000)
         await conn.close()
+    await store.aclose()
     return InProcess(*(statistics.median(values[3:]) for values in (totals, paints, scores)))
 
 

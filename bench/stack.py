@@ -59,7 +59,9 @@ def measure_s3(endpoints: Endpoints, server: psutil.Process, rounds: int, label:
         cpu, started = cpu_s(server), time.perf_counter()
         for n in range(rounds):
             await s3_round(store, n)
-        return time.perf_counter() - started, cpu_s(server) - cpu
+        spent = time.perf_counter() - started, cpu_s(server) - cpu
+        await store.aclose()
+        return spent
 
     wall, spent = asyncio.run(all_rounds())
     requests = rounds * 4

@@ -234,8 +234,11 @@ async def provision(endpoints: Endpoints) -> None:
 
     await create_topics(endpoints.kafka_options())
     store = ObjectStore(endpoints.settings(ServiceSettings))
-    await store.ensure_buckets()
-    await write_first(store, [store.internal_bucket, store.public_bucket])
+    try:
+        await store.ensure_buckets()
+        await write_first(store, [store.internal_bucket, store.public_bucket])
+    finally:
+        await store.aclose()
     if endpoints.credentials_dir:
         directory = Path(endpoints.credentials_dir)
         credentials = ensure_credentials(directory)

@@ -201,6 +201,7 @@ def build_worker(consumption: Consumption, settings: ServiceSettings, *,
     runtime = ServiceRuntime(name, settings, migrations_package=f"services.{name}")
     objects = ObjectStore(settings)
     runtime.readiness_checks["object_store"] = objects.ping
+    runtime.shutdown_hooks.append(objects.aclose)
     register(runtime.consumer, objects, settings)
     runtime.consume(consumption)
     return runtime, ops_app(runtime)

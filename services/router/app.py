@@ -108,6 +108,7 @@ class RouterApp:
         await self.grpc.stop(grace=GRPC_DRAIN_S)
         await self.http.aclose()
         await self.data_keys.aclose()
+        await self.objects.aclose()
 
 
 def build(settings: RouterSettings) -> tuple[ServiceRuntime, Starlette]:

@@ -28,5 +28,6 @@ def build(settings: ScorerSettings) -> tuple[ServiceRuntime, Starlette]:
     app.router.routes.append(guard(measurements.route(scorer), verifier, capability="measurements"))
     app.router.routes.append(guard(routes.route(), verifier, capability="calibration"))
     bench = evaluations.Bench(ObjectStore(settings), settings, DataKeys(settings, "scorer"))
+    runtime.shutdown_hooks.append(bench.objects.aclose)
     app.router.routes.append(guard(evaluations.route(scorer, bench), verifier, capability="evaluations"))
     return runtime, app

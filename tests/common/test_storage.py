@@ -7,6 +7,7 @@ import time
 import uuid
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import aiohttp
 import httpx
 import pytest
 
@@ -114,3 +115,56 @@ def test_a_part_of_an_object_is_read_with_one_ranged_request(object_store):
     assert storage.candidate_part(b"".join(parts), offsets[1], size_bytes=len(parts[1])) == parts[1]
     with pytest.raises(storage.StorageError):
         storage.candidate_part(b"short", 2, size_bytes=10)
+
+
+def a_store_at(endpoint: str) -> storage.ObjectStore:
+    from services.common.settings import ServiceSettings
+
+    return storage.ObjectStore(ServiceSettings(environment="test", database_url="postgresql://unused",
+                                               s3_endpoint_url=endpoint, s3_access_key_id="AKIATEST",
+                                               s3_secret_access_key="test-secret"))
+
+
+async def test_a_connection_closed_before_it_answered_is_tried_again_and_a_refused_one_is_an_error():
+    """An S3 server (or a proxy before it) that drops connections without answering, as one
+    closing idle keep-alive connections does, costs new connections, not the call (two dropped
+    here: more than the HTTP client retries by itself); a server that takes no connection at
+    all is an error once the tries are spent."""
+    connections: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        await reader.readuntil(b"\r\n\r\n")
+        if len(connections) > 2:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = a_store_at(f"http://127.0.0.1:{port}")
+    try:
+        assert await store.get("bucket", "key") == b"hello"
+        assert len(connections) == 3
+    finally:
+        await store.aclose()
+        server.close()
+        await server.wait_closed()
+
+    gone = a_store_at(f"http://127.0.0.1:{port}")  # nothing listens there any more
+    with pytest.raises(aiohttp.ClientConnectorError):
+        await gone.get("bucket", "key")
+    await gone.aclose()
+
+
+def test_the_proxy_is_the_environment_s_as_httpx_read_it(monkeypatch):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert storage.proxy_for("https://s3.eu-west-1.amazonaws.com") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("HTTP_PROXY", "http://plain.internal:3128")
+    assert storage.proxy_for("https://s3.eu-west-1.amazonaws.com") == "http://proxy.internal:3128"
+    assert storage.proxy_for("http://minio.internal:9000") == "http://plain.internal:3128"
+    monkeypatch.setenv("NO_PROXY", "minio.internal,.amazonaws.com")
+    assert storage.proxy_for("http://minio.internal:9000") is None
+    assert storage.proxy_for("https://s3.eu-west-1.amazonaws.com") is None

@@ -147,17 +147,20 @@ async def check(settings: IngestSettings, chains: dict[str, list[dict[str, Any]]
     journal, malformed = await read_journal(client_options(settings), settings.topic_namespace)
     objects = ObjectStore(settings)
     lines, gone, checked = [], 0, 0
-    for documents in chains.values():
-        lines += chain_problems(documents)
-        for document in documents:
-            body = document["receipt"]
-            if problem := signature_problem(document, keys):
-                lines.append(f"receipt={body['job_id']} signature: {problem}")
-            lines += credit_problems(body, journal)
-            found, missing = await output_problems(objects, body)
-            lines += found
-            gone += missing
-            checked += len(body["outputs"]) - missing
+    try:
+        for documents in chains.values():
+            lines += chain_problems(documents)
+            for document in documents:
+                body = document["receipt"]
+                if problem := signature_problem(document, keys):
+                    lines.append(f"receipt={body['job_id']} signature: {problem}")
+                lines += credit_problems(body, journal)
+                found, missing = await output_problems(objects, body)
+                lines += found
+                gone += missing
+                checked += len(body["outputs"]) - missing
+    finally:
+        await objects.aclose()
     return lines, gone, checked, malformed
 
 
