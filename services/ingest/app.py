@@ -164,7 +164,7 @@ def build(settings: IngestSettings) -> tuple[ServiceRuntime, FastAPI]:
     runtime.startup_hooks += [partial(publish_signing_key, runtime, signer), sweeper.start, retention.start,
                               app.state.log_watch.start, batch_runner.start, evaluation_runner.start]
     runtime.shutdown_hooks += [objects.aclose, evaluation_runner.stop, batch_runner.stop, sweeper.stop, retention.stop,
-                               app.state.log_watch.stop]  # run last first: the store closed after its users
+                               app.state.log_watch.stop]  # run in reverse: the store closes after its users stop
     app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks, runtime.reported_checks, about=runtime.about))
     return runtime, app
 
