@@ -139,9 +139,11 @@ class CountingCursor(psycopg.AsyncCursor):
 
 
 # A statement is prepared on a connection at its second use, and a connection keeps this many
-# (the least used let go first); psycopg's defaults are 5 and 100. Not at its first: psycopg
-# learns from a first use that a string holds several statements, which cannot be prepared
-# (at 0 it prepares before it knows, and such a string fails).
+# (the least used let go first); psycopg's defaults are 5 and 100. The services' SQL is a fixed
+# set sent again and again, and a connection the pool opened under load parsed each statement
+# six times (PostgreSQL parsing a burst job 3.1 -> 1.7 ms of CPU). Not at its first use: psycopg
+# learns from it that a string holds several statements, which cannot be prepared (at 0 it
+# prepares before it knows, and such a string fails).
 PREPARE_THRESHOLD = 1
 PREPARED_MAX = 256
 
@@ -157,9 +159,6 @@ def open_pool(database_url: str, schema: str, *, size: int) -> Pool:
 
     async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
         conn.cursor_factory = counting
-        # Every statement prepared at its second use, not its sixth: the services' SQL is a
-        # fixed set sent again and again, and a connection the pool opens under load parsed
-        # each statement six times (PostgreSQL parsing a burst job 3.1 -> 1.7 ms of CPU).
         conn.prepare_threshold = PREPARE_THRESHOLD
         conn.prepared_max = PREPARED_MAX
         with telemetry.counted_for("connection"):  # a connection's setup, not the work it then serves
