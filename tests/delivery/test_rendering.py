@@ -159,32 +159,42 @@ async def test_a_worker_computes_on_one_thread_of_each_numerical_library():
     assert [library["num_threads"] for library in libraries] == [1] * len(libraries), libraries
 
 
-async def flood_and_another(renderer: rendering.Renderer, *, others: int) -> list[str]:
-    finished: list[str] = []
+async def flood_and_another(renderer: rendering.Renderer, *, others: int) -> list[tuple[str, str]]:
+    """What happened, in order: ("placed", tenant) when a file was handed a place (its source is
+    fetched then) and ("done", tenant) when it came back rendered. Read in the event loop, so the
+    order says what the lanes decided, not which worker process started or rendered faster."""
+    events: list[tuple[str, str]] = []
     source = png(384)
 
     async def one(tenant: str, n: int) -> None:
-        await renderer.render(Turn(tenant=tenant), ready(order(source, n)))
-        finished.append(tenant)
+        async def fetch() -> rendering.FileToRender:
+            events.append(("placed", tenant))
+            return order(source, n)
+        await renderer.render(Turn(tenant=tenant), fetch)
+        events.append(("done", tenant))
 
     flood = [asyncio.create_task(one("flood", n)) for n in range(1, 9)]
     await asyncio.sleep(0)  # the flood's first takes the worker, the rest wait their turns
     rest = [asyncio.create_task(one("other", n)) for n in range(1, others + 1)]
     await asyncio.gather(*flood, *rest)
-    return finished
+    return events
+
+
+def placed_while_the_first_was_in_hand(events: list[tuple[str, str]]) -> list[str]:
+    return [tenant for what, tenant in events[:events.index(("done", "flood"))] if what == "placed"]
 
 
 async def test_a_tenant_with_nothing_under_way_takes_the_spare_lane_at_the_services_priority():
     renderer = rendering.Renderer(provenance.Marker(CREDENTIALS), workers=1)
     try:
-        finished = await flood_and_another(renderer, others=1)
+        events = await flood_and_another(renderer, others=1)
         [pid] = list(renderer._pool(spare=True)._processes)  # type: ignore[attr-defined]
         policy, niceness = os.sched_getscheduler(pid), os.getpriority(os.PRIO_PROCESS, pid)
     finally:
         renderer.stop()
-    assert len(finished) == 9
+    assert events.count(("done", "other")) == 1 and events.count(("done", "flood")) == 8
     # Rendered beside the flood's file in hand, not after it.
-    assert finished.index("other") <= 1, finished
+    assert placed_while_the_first_was_in_hand(events) == ["flood", "other"], events
     assert policy == os.sched_getscheduler(0) and niceness == os.getpriority(os.PRIO_PROCESS, 0)
 
 
@@ -193,8 +203,9 @@ async def test_a_flood_never_takes_the_spare_lane():
     try:
         await flood_and_another(renderer, others=0)
         assert True not in renderer._executors  # the flood alone: never started
-        finished = await flood_and_another(renderer, others=2)
+        events = await flood_and_another(renderer, others=2)
     finally:
         renderer.stop()
     # The other tenant's first file takes the spare lane; its second waits its turn with the flood's.
-    assert finished.count("other") == 2 and finished.index("other") <= 1, finished
+    assert events.count(("done", "other")) == 2
+    assert placed_while_the_first_was_in_hand(events) == ["flood", "other"], events
