@@ -8,10 +8,10 @@ a process that has gone. Runs on an event loop of its own, in a thread of the fl
 import asyncio
 import itertools
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from genline_stack.ports import free_port
-from genline_stack.tls_proxy import pipe
+from genline_stack.tls_proxy import passing_to
 
 
 class Fronts:
@@ -60,8 +60,8 @@ class Fronts:
 
     def _serve(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self._loop)
-        servers = [self._loop.run_until_complete(asyncio.start_server(self._passing_to(service), "127.0.0.1", port,
-                                                                      reuse_address=True))
+        servers = [self._loop.run_until_complete(self._loop.create_server(self._passing_to(service), "127.0.0.1", port,
+                                                                          reuse_address=True))
                    for service, port in self.ports.items()]
         ready.set()
         try:
@@ -71,16 +71,5 @@ class Fronts:
                 server.close()
             self._loop.close()
 
-    def _passing_to(self, service: str) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
-        async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            port = self._next(service)
-            try:
-                if port is None:
-                    raise ConnectionRefusedError(f"no process of {service} in service")
-                upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                writer.close()
-                return
-            await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
-
-        return connection
+    def _passing_to(self, service: str) -> Callable[[], asyncio.Protocol]:
+        return passing_to(lambda: self._next(service))
