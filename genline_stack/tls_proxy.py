@@ -77,7 +77,7 @@ class Accepted(ConnectionEnd):
     def __init__(self, target: Callable[[], int | None]) -> None:
         super().__init__()
         self.target = target
-        self._connecting: asyncio.Task[None] | None = None
+        self._connecting: asyncio.Task[None] | None = None  # held: the loop keeps only weak references to tasks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -96,7 +96,8 @@ class Accepted(ConnectionEnd):
             return
         onward.join(self)
         self.join(onward)
-        if accepted.is_closing():  # the client left meanwhile
+        if accepted.is_closing() or onward_transport.is_closing():  # either side left meanwhile
+            accepted.close()
             onward_transport.close()
         else:
             accepted.resume_reading()
