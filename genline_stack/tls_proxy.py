@@ -45,10 +45,10 @@ class ConnectionEnd(asyncio.Protocol):
         self._early = []
 
     def data_received(self, data: bytes) -> None:
-        if self.other is None or self.other.transport is None:
+        if (other := self._other_transport()) is None:
             self._early.append(data)
         else:
-            self.other.transport.write(data)
+            other.write(data)
 
     def eof_received(self) -> bool:
         self._close_other()
@@ -58,16 +58,19 @@ class ConnectionEnd(asyncio.Protocol):
         self._close_other()
 
     def pause_writing(self) -> None:  # this end's outgoing buffer is full: stop reading the other
-        if self.other is not None and self.other.transport is not None:
-            self.other.transport.pause_reading()
+        if (other := self._other_transport()) is not None:
+            other.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.other is not None and self.other.transport is not None:
-            self.other.transport.resume_reading()
+        if (other := self._other_transport()) is not None:
+            other.resume_reading()
 
     def _close_other(self) -> None:
-        if self.other is not None and self.other.transport is not None:
-            self.other.transport.close()
+        if (other := self._other_transport()) is not None:
+            other.close()
+
+    def _other_transport(self) -> asyncio.Transport | None:
+        return self.other.transport if self.other is not None else None
 
 
 class Accepted(ConnectionEnd):
