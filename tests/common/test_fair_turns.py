@@ -142,24 +142,27 @@ async def test_a_tenant_with_nothing_applied_passes_a_busy_tenant_whose_turn_com
 
 
 async def test_a_tenant_whose_events_are_long_takes_its_share_of_the_time_not_of_the_events(endpoints):
-    """One lane, no spare: a tenant whose events take 2 s each against one whose events take
+    """One lane, no spare: a tenant whose events take 3 s each against one whose events take
     next to nothing. Turn by turn, the short events would alternate with the long ones and the
     last of them wait for every long one; once a long event was timed, the next long turn costs
-    what it took, and most of the short tenant's events go before the long tenant's third."""
+    what it took, and most of the short tenant's events go before the long tenant's third. (A
+    short event is what its inbox write takes, up to a tenth of a second on a loaded machine:
+    the long ones are long enough for twenty and more of those.)"""
     slow = [submitted(tenant="t-slow") for _ in range(3)]
     quick = [submitted(tenant="t-quick") for _ in range(30)]
     slow_ids = {job.job_id for job in slow}
 
     async def slow_events_take_their_time(rt, event):
         if event.job_id in slow_ids:
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(3.0)
 
     envelopes = [step(job, 0) for job in slow] + [step(job, 0) for job in quick]
     applied = await apply_in_turns(endpoints, envelopes, on_event=slow_events_take_their_time,
                                    consumer_spare_lanes=False)
     assert len(applied) == len(envelopes)
     third_slow = [i for i, (job_id, _) in enumerate(applied) if job_id in slow_ids][2]
-    assert third_slow >= 25, [("slow" if job_id in slow_ids else "quick") for job_id, _ in applied]
+    quick_before = third_slow - 2
+    assert quick_before > len(quick) * 2 // 3, [("slow" if job_id in slow_ids else "quick") for job_id, _ in applied]
 
 
 async def test_the_read_ahead_stays_within_its_bound(endpoints):
