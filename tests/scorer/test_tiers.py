@@ -6,7 +6,9 @@ must say so and never count as a pass. A plugin dimension that counts what it me
 shows who paid for which check.
 """
 
+import functools
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -23,6 +25,7 @@ from services.scorer.dimensions import (
     Bounds,
     Dimension,
     Equipment,
+    ImageVerdict,
     QualityRules,
     Scoring,
     faces,
@@ -146,16 +149,22 @@ def test_tier_two_is_judged_only_where_tier_one_passed(scorer, portraits, photos
     assert counted.measured == len(passed_tiers_one_and_two) < len(portraits), "Tier 3 measured only those"
 
 
+@pytest.fixture(scope="module")
+def measured_everything(scorer, jobs) -> Callable[[str], list[list[ImageVerdict]]]:
+    """Every dimension of every candidate of each job, measured once per profile (each value
+    of K compares with the same), with the scoring's own dimensions."""
+    return functools.cache(lambda name: [scorer.score(job, Scoring(profile=load_profile(name))) for job in jobs])
+
+
 @pytest.mark.parametrize("k", [1, 2, 3])
 @pytest.mark.parametrize("name", ["generic", "product"])
-def test_enough_not_all_delivers_the_best_k_of_measuring_everything(scorer, jobs, name, k):
+def test_enough_not_all_delivers_the_best_k_of_measuring_everything(scorer, jobs, measured_everything, name, k):
     """On every job of the seed mix the K selected are those of measuring every dimension
     of every candidate; every judged candidate has the verdict it has then. (Generic's Tier 2
     is nsfw alone, which does not weigh in the ranking; product's background does.)"""
     profile = load_profile(name)
     skipped = 0
-    for job in jobs:
-        everything = scorer.score(job, Scoring(profile=profile))
+    for job, everything in zip(jobs, measured_everything(name), strict=True):
         tiered = scorer.score(job, Scoring(profile=profile, tiered=True, enough=Enough(images=k, indices=tuple(range(len(job))))))
 
         assert select_best(tiered, k) == select_best(everything, k)
