@@ -10,7 +10,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Self, TypeAlias, TypeVar, cast
@@ -308,6 +308,26 @@ class Channel:
     retry_s: float
 
 
+async def notifications(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[str]:
+    """The payloads of the NOTIFYs a connection that only listens receives, read when its socket
+    has something to read and at no other time. psycopg's `notifies()` wakes every tenth of a
+    second to look for an interrupt: ten wake-ups a second for each listener, each service has
+    two or three, and every one a round of the event loop for nothing. A lost connection raises
+    OperationalError (its socket reads as ready, and consuming it fails)."""
+    loop, pgconn, readable = asyncio.get_running_loop(), conn.pgconn, asyncio.Event()
+    socket = pgconn.socket
+    loop.add_reader(socket, readable.set)
+    try:
+        while True:
+            await readable.wait()
+            readable.clear()
+            pgconn.consume_input()
+            while (notice := pgconn.notifies()) is not None:
+                yield notice.extra.decode(conn.info.encoding)
+    finally:
+        loop.remove_reader(socket)
+
+
 async def listen(channel: Channel, on_notify: Callable[[str | None], None],
                  *, on_lost: Callable[[], None] | None = None) -> None:
     """Call `on_notify(payload)` for each NOTIFY on `channel`, and `on_notify(None)` whenever
@@ -319,8 +339,8 @@ async def listen(channel: Channel, on_notify: Callable[[str | None], None],
                 async with await psycopg.AsyncConnection.connect(channel.database_url, autocommit=True) as conn:
                     await conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel.name)))
                     on_notify(None)
-                    async for notice in conn.notifies():
-                        on_notify(notice.payload)
+                    async for payload in notifications(conn):
+                        on_notify(payload)
             finally:
                 if on_lost is not None:
                     on_lost()

@@ -277,11 +277,28 @@ def exit_now(grace_s: float) -> None:
 
 
 class Server(uvicorn.Server):
-    """uvicorn's server, which on SIGTERM or SIGINT also starts the stop clock."""
+    """uvicorn's server, which on SIGTERM or SIGINT also starts the stop clock; and whose main
+    loop wakes when something is due: uvicorn's wakes ten times a second to look for a signal
+    (and every tenth time writes the Date header anew), a service's busiest timer when idle.
+    Here it wakes each second for the header, and at once on a signal."""
+
+    _woken: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         STOP_CLOCK.start()
         super().handle_exit(sig, frame)
+        if self._woken is not None:  # in a signal handler: the loop is told the way asyncio's own are
+            loop, woken = self._woken
+            loop.call_soon_threadsafe(woken.set)
+
+    async def main_loop(self) -> None:
+        woken = asyncio.Event()
+        self._woken = (asyncio.get_running_loop(), woken)
+        ticks = 0  # uvicorn's count, ten a second: on_tick writes the header when it is a whole second
+        while not await self.on_tick(ticks):
+            ticks = (ticks + 10) % 864_000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), 1.0)
 
 
 def serve(app: ASGIApp, settings: ServiceSettings) -> None:

@@ -158,6 +158,9 @@ def table(costs: dict[str, Counter]) -> str:
     return "\n".join(lines)
 
 
+IDLE_WAKES_PER_S = 18  # measured 5-8 a second on this module's fleet: see the test
+
+
 @pytest.fixture(scope="module")
 def fleet(endpoints, tmp_path_factory) -> Iterator[ServiceFleet]:
     """A fleet of its own: the counts are the services' totals, so no other test's jobs may
@@ -172,6 +175,15 @@ class Measured:
 
     counts: dict[str, Counter]
     attempts: dict[str, int]
+    idle_wakes_per_s: dict[str, float]  # each service's event loop, idle
+
+
+def wakes(pid: int) -> int:
+    """How often a process's main thread (a service's event loop) has waited and been woken."""
+    for line in Path(f"/proc/{pid}/task/{pid}/status").read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no voluntary_ctxt_switches for {pid}")
 
 
 @pytest.fixture(scope="module")
@@ -186,8 +198,10 @@ def costs(endpoints, fleet) -> Measured:
     measured: dict[str, Counter] = {"idle": Counter()}
     attempts: dict[str, int] = {}
     wait_caught_up(fleet)
-    before = counted(fleet)
+    before, woken, started = counted(fleet), {name: wakes(fleet.processes[name].pid) for name in SERVICES}, time.monotonic()
     time.sleep(3)  # longer than a loop's interval (a relay's poll, a lease's look): they all come round
+    idle_s = time.monotonic() - started
+    idle_wakes = {name: (wakes(fleet.processes[name].pid) - woken[name]) / idle_s for name in SERVICES}
     measured["idle"] = counted(fleet) - before
     for name, body in JOBS.items():
         body = body | ({"subject": subject["id"]} if "subject" in name else {})
@@ -201,13 +215,22 @@ def costs(endpoints, fleet) -> Measured:
         assert job["state"] == "succeeded" and len(job["outputs"]) == body["images"], (name, job["state"], failed)
         attempts[name] = job["attempts"]
     tenant.http.close()
-    print(f"\nper job, a job alone:\n{table(measured)}\nattempts: {attempts}")
-    return Measured(measured, attempts)
+    print(f"\nper job, a job alone:\n{table(measured)}\nattempts: {attempts}\nidle wake-ups a second: {idle_wakes}")
+    return Measured(measured, attempts, idle_wakes)
 
 
 def test_an_idle_platform_sends_nothing_but_its_timers(costs):
     """What the idle platform sends is all on timers: so every count below is the job's own."""
     assert not +costs.counts["idle"], table({"idle": costs.counts["idle"]})
+
+
+def test_an_idle_services_event_loop_sleeps_between_its_timers(costs):
+    """Idle, a service's loop wakes for its timers (heartbeat, idle fetch, the relay's and
+    sweepers' looks) and little else: 5-8 times a second each, measured here (7-10 on
+    bench/e2e.py's stack); 35-46 when each listener, uvicorn's main loop and aiokafka's fetcher
+    and batch wait looked five or ten times a second on their own."""
+    awake = {name: round(per_s, 1) for name, per_s in costs.idle_wakes_per_s.items() if per_s > IDLE_WAKES_PER_S}
+    assert not awake, f"idle wake-ups a second above {IDLE_WAKES_PER_S}: {awake}"
 
 
 @pytest.mark.parametrize("job", list(BOUNDS))

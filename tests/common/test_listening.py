@@ -1,0 +1,80 @@
+"""Listening for NOTIFY (services/common/db.py's `listen`), against the real PostgreSQL: every
+payload comes, in order, also after the connection was lost and opened again; and a listener
+that hears nothing takes no turn of its event loop (psycopg's own `notifies()` wakes every
+tenth of a second, in every listener of every service)."""
+
+import asyncio
+import threading
+import uuid
+from pathlib import Path
+
+import psycopg
+
+from services.common.db import Channel, listen
+from tests.polling import eventually
+
+
+def wakes_of_this_thread() -> int:
+    """How often this thread has waited and been woken (the kernel's voluntary context switches)."""
+    for line in Path("/proc/thread-self/status").read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches in /proc/thread-self/status")
+
+
+async def notify(database_url: str, channel: str, *payloads: str) -> None:
+    """The payloads in one transaction, so they reach a listener together."""
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        for payload in payloads:
+            await conn.execute("SELECT pg_notify(%s, %s)", [channel, payload])
+        await conn.commit()
+
+
+async def test_every_payload_comes_in_order_and_again_after_the_connection_is_lost(endpoints):
+    channel = f"listening_{uuid.uuid4().hex[:8]}"
+    heard: list[str | None] = []
+    lost: list[bool] = []
+    task = asyncio.create_task(listen(Channel(endpoints.database_url, channel, 0.1), heard.append,
+                                      on_lost=lambda: lost.append(True)))
+    try:
+        await eventually(lambda: heard == [None], what="the listener never started")
+        await notify(endpoints.database_url, channel, "a", "b", "c")
+        await notify(endpoints.database_url, channel, "d")
+        await eventually(lambda: heard == [None, "a", "b", "c", "d"], what=f"heard {heard}")
+
+        async with await psycopg.AsyncConnection.connect(endpoints.database_url, autocommit=True) as conn:
+            await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = %s",
+                               [f'LISTEN "{channel}"'])
+        await eventually(lambda: lost == [True] and heard[-1] is None, what="the lost listener never started again")
+        await notify(endpoints.database_url, channel, "e")
+        await eventually(lambda: heard[-1] == "e", what=f"heard {heard}")
+        assert heard == [None, "a", "b", "c", "d", None, "e"]
+    finally:
+        task.cancel()
+
+
+def test_listeners_that_hear_nothing_leave_their_thread_asleep(endpoints):
+    listeners, seconds = 10, 2.0
+    woken: list[int] = []
+
+    async def listen_idle() -> None:
+        heard: list[str | None] = []
+        tasks = [asyncio.create_task(listen(Channel(endpoints.database_url, f"idle_{uuid.uuid4().hex[:8]}", 1.0), heard.append))
+                 for _ in range(listeners)]
+        try:
+            await eventually(lambda: heard.count(None) == listeners, what="the listeners never started")
+            before = wakes_of_this_thread()
+            await asyncio.sleep(seconds)
+            woken.append(wakes_of_this_thread() - before)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # A loop of its own in a thread of its own: the session's loop runs other tests' tasks.
+    thread = threading.Thread(target=asyncio.run, args=(listen_idle(),))
+    thread.start()
+    thread.join()
+    # Once for the sleep; woken every tenth of a second, as psycopg's notifies() waits, ten
+    # listeners started together woke it 41 times (their timers fall due together).
+    assert woken and woken[0] <= 10, f"{listeners} idle listeners woke their thread {woken} times in {seconds} s"
