@@ -10,7 +10,9 @@ provider that paints without latency or defects, and runs in one go:
    of the sequential jobs published again, round and round, which every inbox skips), then
    the sequential jobs once more, on a stack that has carried that history: their p50
    against the fresh stack's.
-3. Burst: --burst jobs of 4 candidates from --clients clients at once; jobs/s from the
+3. Idle: --idle seconds with nothing asked, each part's CPU ms a second (what keeping the
+   platform up costs: its timers, heartbeats and looks for work).
+4. Burst: --burst jobs of 4 candidates from --clients clients at once; jobs/s from the
    first 202 to the last job settled, latency under load, and CPU milliseconds per job of
    each service, the broker, PostgreSQL (every backend but those of this client's own
    connections, which count with the client), the S3 server and this client, each with its
@@ -20,7 +22,7 @@ provider that paints without latency or defects, and runs in one go:
    SQL statements (and of them, those loops on timers sent), S3 requests, records produced and consumed, fetch requests (and those
    that brought records), relay passes, gRPC calls
    and internal HTTP calls. Those counts are exact and machine-independent.
-4. Baseline: the same work in this process without the bus, one job after another, on one
+5. Baseline: the same work in this process without the bus, one job after another, on one
    core: paint the candidates, score them in one batch, put the best in S3 and sign its
    link, one INSERT. Its median time per job, for the sequential job and for the burst's, and
    the CPU time of its painting and of its scoring; and, for reference, the sequential job's
@@ -34,10 +36,10 @@ The last line: `e2e: p50_ms p99_ms jobs_per_s baseline_ms overhead_factor throug
 where baseline_ms is the sequential job's in-process time on one core, overhead_factor =
 p50 / baseline_ms and throughput_ratio = jobs_per_s × the burst job's in-process ms / 1000
 (at 1, the platform on every core keeps pace with one process doing the burst's work on one
-core); with --history, a second line `history: records p50_fresh_ms p50_after_ms ratio`.
+core), and idle_cpu_ms_per_s the idle platform's; with --history, a second line `history: records p50_fresh_ms p50_after_ms ratio`.
 
     python bench/e2e.py [--sequential 40] [--burst 300] [--clients 4] [--side 128] [--history 0]
-                        [--kafka-plaintext]   (the broker is behind TLS by default, as `make run` has it)
+                        [--idle 10] [--kafka-plaintext]   (the broker is behind TLS by default, as `make run` has it)
 """
 
 import argparse
@@ -177,6 +179,16 @@ def burst(fleet_url: str, api_key: str, watcher: Watcher, meter: CpuMeter, jobs:
             "cpu_ms": {name: (after[name] - before[name]) * 1000 / jobs for name in after}}
 
 
+def idle(meter: CpuMeter, seconds: float) -> dict[str, float]:
+    """Each part's CPU ms a second while nothing is asked of the platform, after a pause for
+    what the last jobs left to do: what it costs to keep the platform up."""
+    time.sleep(2)
+    before = meter.read()
+    time.sleep(seconds)
+    after = meter.read()
+    return {name: (after[name] - before[name]) * 1000 / seconds for name in after}
+
+
 # ---- the same work in one process -----------------------------------------------------
 
 
@@ -263,7 +275,7 @@ def tenant(endpoints: Endpoints) -> str:
 
 
 def report(args, seq_latencies, hops, load: dict, seq_work: InProcess, burst_work: InProcess, every_core: InProcess,
-           history: dict | None) -> None:
+           history: dict | None, idle_ms: dict[str, float]) -> None:
     p50, p99 = percentile(seq_latencies, 50), percentile(seq_latencies, 99)
     print(f"\nsequential: {len(seq_latencies)} jobs of 1 image from 2 candidates, {args.side}×{args.side}")
     print(f"  202 → final and settled: p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {max(seq_latencies):.0f} ms;"
@@ -274,6 +286,10 @@ def report(args, seq_latencies, hops, load: dict, seq_work: InProcess, burst_wor
         print(f"\nhistory: {history['records']} records put on the topics and read by every service in"
               f" {history['seconds']:.0f} s; then {len(history['latencies'])} sequential jobs:"
               f" p50 {percentile(history['latencies'], 50):.0f} ms, p99 {percentile(history['latencies'], 99):.0f} ms")
+    idle_platform = sum(ms for name, ms in idle_ms.items() if name != "bench client")
+    print(f"\nidle ({args.idle:g} s, nothing asked): the platform {idle_platform:.1f} ms of CPU a second; "
+          + ", ".join(f"{name} {ms:.1f}" for name, ms in sorted(idle_ms.items(), key=lambda item: -item[1])
+                      if name != "bench client"))
     print(f"\nburst: {args.burst} jobs of 1 image from 4 candidates, {args.clients} clients")
     print(f"  {load['jobs_per_s']:.1f} jobs/s ({load['seconds']:.1f} s); latency p50"
           f" {percentile(load['latencies'], 50):.0f} ms, p99 {percentile(load['latencies'], 99):.0f} ms")
@@ -306,7 +322,8 @@ def report(args, seq_latencies, hops, load: dict, seq_work: InProcess, burst_wor
           f" throughput_ratio={load['jobs_per_s'] * burst_work.total_ms / 1000:.2f}"
           f" p99_over_p50={p99 / p50:.2f} slow_jobs={slow_jobs(seq_latencies)} outside_work_cpu_ms={outside:.0f}"
           f" work_cpu_ms={burst_work.paint_ms + burst_work.score_ms:.0f}"
-          f" statements_per_job={load['counts']['pg_statements']:.1f} s3_per_job={load['counts']['s3_requests']:.1f}")
+          f" statements_per_job={load['counts']['pg_statements']:.1f} s3_per_job={load['counts']['s3_requests']:.1f}"
+          f" idle_cpu_ms_per_s={idle_platform:.0f}")
     if history:
         after = percentile(history["latencies"], 50)
         print(f"history: records={history['records']} p50_fresh_ms={p50:.0f} p50_after_ms={after:.0f}"
@@ -321,6 +338,8 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=128)
     parser.add_argument("--history", type=int, default=0,
                         help="records of history to put on the topics before the sequential jobs run again")
+    parser.add_argument("--idle", type=float, default=10.0,
+                        help="seconds the idle platform's CPU is measured for, before the burst")
     parser.add_argument("--kafka-plaintext", action="store_true",
                         help="the broker in plain text, not behind TLS as `make run` has it (what TLS costs)")
     args = parser.parse_args()
@@ -342,6 +361,7 @@ def main() -> None:
                                           args.sequential, args.side)
                 history = {"records": args.history, "seconds": seconds, "latencies": latencies}
             meter = CpuMeter(stack, fleet, data_dir / "pgdata")
+            idle_ms = idle(meter, args.idle)
             counted_before = counted(fleet)
             load = burst(fleet.ingest_url, api_key, Watcher(endpoints.database_url, 0.5, listen=True, coalesce_s=0.05), meter, args.burst,
                          args.clients, args.side)
@@ -356,7 +376,7 @@ def main() -> None:
             with signals_held():
                 fleet.stop_all()
                 stack.stop()
-    report(args, seq_latencies, hops, load, seq_work, burst_work, every_core, history)
+    report(args, seq_latencies, hops, load, seq_work, burst_work, every_core, history, idle_ms)
 
 
 if __name__ == "__main__":
