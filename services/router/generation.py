@@ -119,17 +119,17 @@ class AttemptRunner:
         started = AttemptStarted(job_id=request.job_id, tenant_id=request.tenant_id, attempt=request.attempt,
                                  images_needed=request.images_needed, started_at=datetime.now(UTC))
         async with self.runtime.pool.connection() as conn, conn.transaction():
-            claimed = await store.claim_job_attempt(conn, request, lease=Lease(self.owner, self.settings.claim_lease_s),
-                                                    first_announces=self.runtime.outbox_row(started))
-        if claimed is None:
+            claim = await store.claim_job_attempt(conn, request, lease=Lease(self.owner, self.settings.claim_lease_s),
+                                                  first_announces=self.runtime.outbox_row(started))
+        if claim is None:
             return  # another router has it, or it is done
         self.runtime.relay.notify()
         try:
-            await self._run_claimed(claimed)
+            await self._run_claimed(claim.claimed())
         except Exception:
             log.exception("attempt %s of job %s failed in the router (try %d)", request.attempt, request.job_id,
-                          claimed.tries)
-            await self._release(request, claimed.tries)
+                          claim.tries)
+            await self._release(request, claim.tries)
 
     async def _release(self, request: QueuedAttempt, tries: int) -> None:
         """Give the claim back, to be taken again after a pause; when even that fails (the

@@ -135,8 +135,23 @@ class ClaimedAttempt:
     job: AdmittedJob
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An attempt claimed, and its job's state as kept: read by `claimed()` once the claim is
+    committed, so that a state this release cannot read (kept for a later one, after a
+    rollback) still counts the claim's try, and the attempt is given back with a pause that
+    grows with its tries, instead of being claimed again at every look."""
+
+    request: QueuedAttempt
+    tries: int
+    row: dict[str, Any]
+
+    def claimed(self) -> ClaimedAttempt:
+        return ClaimedAttempt(self.request, self.tries, _job_state(self.row))
+
+
 async def claim_job_attempt(conn: Conn, request: QueuedAttempt, *, lease: Lease,
-                            first_announces: OutboxRow | None = None) -> ClaimedAttempt | None:
+                            first_announces: OutboxRow | None = None) -> Claim | None:
     """`claim_attempt` and the job's state, in one statement; None if another router holds
     the attempt or it is done. `first_announces`, an outbox row (outbox_row), is added by
     the same statement if this is the attempt's first claim: a takeover announces nothing."""
@@ -145,7 +160,7 @@ async def claim_job_attempt(conn: Conn, request: QueuedAttempt, *, lease: Lease,
     row = await (await conn.execute(
         f"WITH claimed AS ({CLAIM}){announce} SELECT claimed.tries, {JOB_COLUMNS} FROM claimed JOIN jobs USING (job_id)",
         [lease.owner, lease.lease_s, request.job_id, request.attempt, *(staged[1] if staged else ())])).fetchone()
-    return ClaimedAttempt(request, row["tries"], _job_state(row)) if row else None
+    return Claim(request, row["tries"], row) if row else None
 
 
 async def announce_if_held(conn: Conn, request: QueuedAttempt, *, owner: str,

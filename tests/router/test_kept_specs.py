@@ -67,7 +67,7 @@ async def test_a_spec_kept_for_the_previous_release_is_read_by_it_and_by_this_on
         claimed = await store.claim_job_attempt(conn, QueuedAttempt(job_id=spec.job_id, attempt=1, images_needed=2,
                                                                     tier=spec.tier, tenant_id=spec.tenant_id),
                                                 lease=store.Lease(owner="router-test", lease_s=30))
-    assert claimed is not None and claimed.job.spec == spec
+    assert claimed is not None and claimed.claimed().job.spec == spec
 
 
 async def test_the_same_spec_kept_whole_is_refused_by_the_previous_release(pool, previous_contracts):

@@ -2,10 +2,13 @@
 fallback, the breaker seen over gRPC, one effect per event, the cost cap, rework with
 continued indices, and pass rates learnt from the scorer."""
 
+import asyncio
+
 import pytest
 
 from services.common.bus.envelope import envelop
 from services.common.contracts import CandidatesGenerated, GenerationFailed
+from tests.polling import eventually
 from tests.router.market import Behaviour
 from tests.router.service import (
     RouterTopic,
@@ -180,3 +183,28 @@ async def test_the_first_attempt_failing_everywhere_fails_the_job_and_a_later_on
     assert ended.stop_reason == "all_providers_failed"
     assert {c.provider for c in ended.calls} == {"primary", "fallback"}
     assert all(c.outcome == "error" for c in ended.calls)
+
+
+async def test_a_job_this_release_cannot_read_is_tried_again_after_pauses_that_grow(settings, fal, replicate):
+    """A kept spec this release cannot read (a later release's, after a rollback): each claim
+    counts its try, and the attempt comes back after 2, 4, 8… s (at most a minute) while the
+    scheduler looks every 0.2 s here; the sweeper ends the job at its state's deadline. A
+    claim whose try was not counted was taken again at every look, without end."""
+    spec = job_spec()
+    async with running_router(settings) as router:
+        async with router.runtime.pool.connection() as conn:
+            await conn.execute("CREATE FUNCTION unreadable() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                               " NEW.spec := jsonb_set(NEW.spec, '{images}', '\"many\"'); RETURN NEW; END $$")
+            await conn.execute("CREATE TRIGGER unreadable BEFORE INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION unreadable()")
+
+        async def tries() -> int:
+            async with router.runtime.pool.connection() as conn:
+                row = await (await conn.execute("SELECT coalesce(max(tries), 0) AS n FROM attempt_requests WHERE job_id = %s",
+                                                [spec.job_id])).fetchone()
+            return row["n"]
+
+        await publish(settings, credits_reserved(spec))
+        await eventually(tries, 30, "the claim's try was never counted")
+        await asyncio.sleep(3)  # 15 of the scheduler's looks; the second try comes 2 s after the first
+        assert await tries() <= 2
+    assert fal.market.generated_candidates(spec.seed) == {}
