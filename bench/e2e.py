@@ -36,7 +36,8 @@ The last line: `e2e: p50_ms p99_ms jobs_per_s baseline_ms overhead_factor throug
 where baseline_ms is the sequential job's in-process time on one core, overhead_factor =
 p50 / baseline_ms and throughput_ratio = jobs_per_s × the burst job's in-process ms / 1000
 (at 1, the platform on every core keeps pace with one process doing the burst's work on one
-core), and idle_cpu_ms_per_s the idle platform's; with --history, a second line `history: records p50_fresh_ms p50_after_ms ratio`.
+core) and idle_cpu_ms_per_s the idle platform's CPU; with --history, a second line
+`history: records p50_fresh_ms p50_after_ms ratio`.
 
     python bench/e2e.py [--sequential 40] [--burst 300] [--clients 4] [--side 128] [--history 0]
                         [--idle 10] [--kafka-plaintext]   (the broker is behind TLS by default, as `make run` has it)
