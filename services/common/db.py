@@ -5,6 +5,7 @@ The outbox and inbox tables every service needs come first, from this package.
 """
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import random
@@ -339,8 +340,9 @@ async def listen(channel: Channel, on_notify: Callable[[str | None], None],
                 async with await psycopg.AsyncConnection.connect(channel.database_url, autocommit=True) as conn:
                     await conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel.name)))
                     on_notify(None)
-                    async for payload in notifications(conn):
-                        on_notify(payload)
+                    async with contextlib.aclosing(notifications(conn)) as payloads:  # its reader gone before the socket
+                        async for payload in payloads:
+                            on_notify(payload)
             finally:
                 if on_lost is not None:
                     on_lost()
