@@ -11,7 +11,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Self, TypeAlias, TypeVar, cast
@@ -309,7 +309,7 @@ class Channel:
     retry_s: float
 
 
-async def notifications(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[str]:
+async def notifications(conn: psycopg.AsyncConnection[Any]) -> AsyncGenerator[str, None]:
     """The payloads of the NOTIFYs a connection that only listens receives, read when its socket
     has something to read and at no other time. psycopg's `notifies()` wakes every tenth of a
     second to look for an interrupt: ten wake-ups a second for each listener, each service has
