@@ -54,7 +54,6 @@ E = TypeVar("E", bound=Event)
 HandlerOf = Callable[[HandlerContext, E], Awaitable[None]]
 
 log = logging.getLogger(__name__)
-FETCHER_LOOKS_MS = 1_000
 
 
 
@@ -145,10 +144,6 @@ class EventConsumer:
             "session_timeout_ms": s.kafka_session_timeout_ms,
             "heartbeat_interval_ms": s.kafka_heartbeat_interval_ms,
             "fetch_max_wait_ms": s.kafka_fetch_max_wait_ms,
-            # aiokafka's fetcher looks again at least this often, though it is woken for all it
-            # acts on (records taken, a partition resumed or sought, one unassigned); its 200 ms
-            # were five of a service's 30 wake-ups a second, idle.
-            "consumer_timeout_ms": FETCHER_LOOKS_MS,
             "max_poll_interval_ms": s.kafka_max_poll_interval_ms,
             "group_instance_id": s.kafka_group_instance_id,
         }
