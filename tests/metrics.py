@@ -1,4 +1,6 @@
-"""Reading one sample from a service's /metrics."""
+"""Reading one sample from a service's /metrics, and how often a thread has been woken."""
+
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -12,3 +14,14 @@ def metric_value(base_url: str, name: str, **labels: str) -> float:
             if sample.name == name and labels.items() <= sample.labels.items():
                 return sample.value
     return 0.0
+
+
+def wakes(status: Path) -> int:
+    """How often a thread has waited and been woken (the kernel's voluntary context switches),
+    from its `status` under /proc: `/proc/thread-self/status`, or a process's main thread's,
+    `/proc/<pid>/task/<pid>/status` (a service's event loop)."""
+    for line in status.read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no voluntary_ctxt_switches in {status}")
+

@@ -11,15 +11,8 @@ from pathlib import Path
 import psycopg
 
 from services.common.db import Channel, listen
+from tests.metrics import wakes
 from tests.polling import eventually
-
-
-def wakes_of_this_thread() -> int:
-    """How often this thread has waited and been woken (the kernel's voluntary context switches)."""
-    for line in Path("/proc/thread-self/status").read_text().splitlines():
-        if line.startswith("voluntary_ctxt_switches:"):
-            return int(line.split()[1])
-    raise AssertionError("no voluntary_ctxt_switches in /proc/thread-self/status")
 
 
 async def notify(database_url: str, channel: str, *payloads: str) -> None:
@@ -63,9 +56,9 @@ def test_listeners_that_hear_nothing_leave_their_thread_asleep(endpoints):
                  for _ in range(listeners)]
         try:
             await eventually(lambda: heard.count(None) == listeners, what="the listeners never started")
-            before = wakes_of_this_thread()
+            before = wakes(Path("/proc/thread-self/status"))
             await asyncio.sleep(seconds)
-            woken.append(wakes_of_this_thread() - before)
+            woken.append(wakes(Path("/proc/thread-self/status")) - before)
         finally:
             for task in tasks:
                 task.cancel()

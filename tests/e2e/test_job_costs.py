@@ -34,6 +34,7 @@ from genline_stack.fleet import SERVICES, ServiceFleet
 from services.common.contracts import FINAL_STATES
 from tests.e2e.conftest import make_tenant, own_fleet, wait_caught_up
 from tests.e2e.test_job_endings import local_provider
+from tests.metrics import wakes
 from tests.polling import until
 
 PROVIDERS = yaml.safe_load((Path(__file__).resolve().parents[2] / "services/router/providers.yaml").read_text())
@@ -158,7 +159,7 @@ def table(costs: dict[str, Counter]) -> str:
     return "\n".join(lines)
 
 
-IDLE_WAKES_PER_S = 30  # measured 20-24 a second on this module's fleet: see the test
+IDLE_WAKES_PER_S = 30  # measured 12-24 a second on this module's fleet: see the test
 
 
 @pytest.fixture(scope="module")
@@ -178,12 +179,9 @@ class Measured:
     idle_wakes_per_s: dict[str, float]  # each service's event loop, idle
 
 
-def wakes(pid: int) -> int:
+def main_thread_wakes(pid: int) -> int:
     """How often a process's main thread (a service's event loop) has waited and been woken."""
-    for line in Path(f"/proc/{pid}/task/{pid}/status").read_text().splitlines():
-        if line.startswith("voluntary_ctxt_switches:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no voluntary_ctxt_switches for {pid}")
+    return wakes(Path(f"/proc/{pid}/task/{pid}/status"))
 
 
 @pytest.fixture(scope="module")
@@ -198,10 +196,10 @@ def costs(endpoints, fleet) -> Measured:
     measured: dict[str, Counter] = {"idle": Counter()}
     attempts: dict[str, int] = {}
     wait_caught_up(fleet)
-    before, woken, started = counted(fleet), {name: wakes(fleet.processes[name].pid) for name in SERVICES}, time.monotonic()
+    before, woken, started = counted(fleet), {name: main_thread_wakes(fleet.processes[name].pid) for name in SERVICES}, time.monotonic()
     time.sleep(3)  # longer than a loop's interval (a relay's poll, a lease's look): they all come round
     idle_s = time.monotonic() - started
-    idle_wakes = {name: (wakes(fleet.processes[name].pid) - woken[name]) / idle_s for name in SERVICES}
+    idle_wakes = {name: (main_thread_wakes(fleet.processes[name].pid) - woken[name]) / idle_s for name in SERVICES}
     measured["idle"] = counted(fleet) - before
     for name, body in JOBS.items():
         body = body | ({"subject": subject["id"]} if "subject" in name else {})
@@ -227,7 +225,7 @@ def test_an_idle_platform_sends_nothing_but_its_timers(costs):
 def test_an_idle_services_event_loop_sleeps_between_its_timers(costs):
     """Idle, a service's loop wakes for its timers (heartbeat, idle fetch, the relay's and
     sweepers' looks, aiokafka's fetcher and the batch wait five times a second each) and little
-    else: 20-24 times a second each, measured here; 35-46 when each listener and uvicorn's main
+    else: 12-24 times a second each, measured here; 35-46 when each listener and uvicorn's main
     loop also looked ten times a second on their own."""
     awake = {name: round(per_s, 1) for name, per_s in costs.idle_wakes_per_s.items() if per_s > IDLE_WAKES_PER_S}
     assert not awake, f"idle wake-ups a second above {IDLE_WAKES_PER_S}: {awake}"
