@@ -17,7 +17,6 @@ tools use are exported here (`__all__`).
 """
 
 import asyncio
-import contextlib
 import json
 import signal
 import subprocess
@@ -25,8 +24,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import psutil
 
 from genline_stack.broker import (
     ROTATE_AFTER_RECORDS,
@@ -50,7 +47,7 @@ from genline_stack.postgres import (
     POSTGRES_RECOVERY_TIMEOUT_S,
     allow_connections,
     forget_pgserver_handle,
-    postgres_processes,
+    kill_server,
     require_passwords,
     wait_for_postmaster_ready,
 )
@@ -157,11 +154,7 @@ class EmbeddedStack:
             return
         # Found by their working directory, the data folder: a postmaster that died already
         # leaves backends behind, and a new one cannot start while they hold its shared memory.
-        processes = postgres_processes(self._postgres.pgdata)
-        for process in processes:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                process.kill()
-        psutil.wait_procs(processes, timeout=30)
+        kill_server(Path(self._postgres.pgdata))
         self._postgres.cleanup()  # forgets the dead server, so a later start runs a new one
         self._postgres = None
 

@@ -81,3 +81,35 @@ def postgres_processes(pgdata: Path) -> list[psutil.Process]:
             if process.info["cwd"] and Path(process.info["cwd"]).resolve() == pgdata.resolve():
                 found.append(process)
     return found
+
+
+def running_postmaster(pgdata: Path) -> psutil.Process | None:
+    """The postmaster its pid file names, if that process still runs in `pgdata` (a pid file
+    left by a server that died names a process that may since be another's)."""
+    try:
+        process = psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
+        return process if Path(process.cwd()).resolve() == pgdata.resolve() else None
+    except (OSError, ValueError, IndexError, psutil.Error):
+        return None
+
+
+def kill_server(pgdata: Path, timeout_s: float = 30) -> None:
+    """SIGKILL to the server of `pgdata`, postmaster and backends, until none is left.
+
+    The postmaster first, so that it forks nothing more; then every process still in the
+    folder, looked for again until none is found: reading the process table takes a while on
+    a busy machine, and a backend the postmaster forked meanwhile (the services reconnect
+    without pause) outlived a kill of the list read before it, holding the shared memory a
+    new server needs ("pre-existing shared memory block is still in use")."""
+    postmaster = running_postmaster(pgdata)
+    if postmaster is not None:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            postmaster.kill()
+    deadline = time.monotonic() + timeout_s
+    while processes := postgres_processes(pgdata):
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"PostgreSQL's processes in {pgdata} outlived SIGKILL for {timeout_s}s: {processes}")
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        psutil.wait_procs(processes, timeout=max(0.0, deadline - time.monotonic()))

@@ -1,0 +1,78 @@
+"""The embedded stack's PostgreSQL killed (postmaster and backends, as an OOM kill or a power
+cut would) while clients keep connecting: nothing of it outlives the kill, and a new server
+starts on its data folder at once."""
+
+import subprocess
+import sys
+import threading
+
+import psycopg
+import pytest
+from pgserver.postgres_server import get_server
+
+from genline_stack.postgres import kill_server, postgres_processes
+
+pytestmark = pytest.mark.processes  # starts a PostgreSQL server of its own
+
+KILLS = 2
+# A process in the data folder that forks a child there every few milliseconds, as the
+# postmaster forks a backend for every connection (bounded: at most 300 children).
+FORKING = """
+import os, sys, time
+os.chdir(sys.argv[1])
+for _ in range(300):
+    if os.fork() == 0:
+        time.sleep(120)
+        os._exit(0)
+    time.sleep(0.003)
+time.sleep(120)
+"""
+
+
+def connecting(uri: str, stop: threading.Event) -> None:
+    """What the services do while their database is away: connect again, without pause."""
+    while not stop.is_set():
+        try:
+            with psycopg.connect(uri, connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error:
+            pass
+
+
+def test_a_server_killed_while_clients_connect_leaves_no_process_and_starts_again(tmp_path):
+    pgdata = tmp_path / "pgdata"
+    server = get_server(pgdata, cleanup_mode="stop")
+    for _ in range(KILLS):
+        uri = server.get_uri()
+        stop = threading.Event()
+        clients = [threading.Thread(target=connecting, args=(uri, stop)) for _ in range(3)]
+        for client in clients:
+            client.start()
+        try:
+            # Each client's connection is a backend the postmaster forks: some are forked
+            # while the kill reads the process table.
+            kill_server(pgdata)
+            assert postgres_processes(pgdata) == []
+        finally:
+            stop.set()
+            for client in clients:
+                client.join(30)
+        server.cleanup()  # forgets the dead server, as the stack does
+        # A backend left over holds the old server's shared memory, and this start fails.
+        server = get_server(pgdata, cleanup_mode="stop")
+        assert "1" in server.psql("SELECT 1;")
+    server.cleanup()
+
+
+def test_processes_that_appear_in_the_folder_during_the_kill_are_killed_too(tmp_path):
+    forker = subprocess.Popen([sys.executable, "-c", FORKING, str(tmp_path)])
+    try:
+        while len(postgres_processes(tmp_path)) < 20:
+            pass
+        kill_server(tmp_path)  # no postmaster.pid: every process in the folder, looked for until none is left
+        assert postgres_processes(tmp_path) == []
+    finally:
+        forker.kill()
+        forker.wait(30)
+        for left in postgres_processes(tmp_path):  # what a failed kill left: never past the test
+            left.kill()
