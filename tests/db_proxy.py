@@ -21,12 +21,14 @@ class DatabaseProxy:
         self.url = f"postgresql://{user}127.0.0.1:{self.port}{parts.path}"
         self._server: asyncio.Server | None = None
         self._links: set[asyncio.StreamWriter] = set()
+        self._cuts = 0  # how many times it was cut: a link accepted before a cut never joins after it
 
     async def open(self) -> None:
         self._server = await asyncio.start_server(self._link, "127.0.0.1", self.port)
 
     async def cut(self) -> None:
         """The database is gone for this proxy's clients: listening stops, connections drop."""
+        self._cuts += 1
         if self._server is not None:
             self._server.close()
             self._server = None
@@ -35,10 +37,15 @@ class DatabaseProxy:
         self._links.clear()
 
     async def _link(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        cuts = self._cuts
         if self._socket:
             server_reader, server_writer = await asyncio.open_unix_connection(self._socket)
         else:
             server_reader, server_writer = await asyncio.open_connection(*self._target)
+        if self._cuts != cuts:  # cut while this link reached the server: it drops with the others
+            client_writer.transport.abort()
+            server_writer.transport.abort()
+            return
         self._links |= {client_writer, server_writer}
         await asyncio.gather(_pipe(client_reader, server_writer), _pipe(server_reader, client_writer))
 
