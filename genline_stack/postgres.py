@@ -101,15 +101,16 @@ def kill_server(pgdata: Path, timeout_s: float = 30) -> None:
     a busy machine, and a backend the postmaster forked meanwhile (the services reconnect
     without pause) outlived a kill of the list read before it, holding the shared memory a
     new server needs ("pre-existing shared memory block is still in use")."""
-    postmaster = running_postmaster(pgdata)
-    if postmaster is not None:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            postmaster.kill()
     deadline = time.monotonic() + timeout_s
-    while processes := postgres_processes(pgdata):
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"PostgreSQL's processes in {pgdata} outlived SIGKILL for {timeout_s}s: {processes}")
-        for process in processes:
+    postmaster = running_postmaster(pgdata)
+    killing = [postmaster] if postmaster is not None else postgres_processes(pgdata)
+    while killing:
+        for process in killing:
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()
-        psutil.wait_procs(processes, timeout=max(0.0, deadline - time.monotonic()))
+        # Until each is gone, reaped too: a dead postmaster not yet reaped still runs for
+        # pgserver, whose cleanup then tries to stop it and fails on the pid that vanished.
+        psutil.wait_procs(killing, timeout=max(0.0, deadline - time.monotonic()))
+        killing = postgres_processes(pgdata)
+        if killing and time.monotonic() >= deadline:
+            raise TimeoutError(f"PostgreSQL's processes in {pgdata} outlived SIGKILL for {timeout_s}s: {killing}")

@@ -6,11 +6,12 @@ import subprocess
 import sys
 import threading
 
+import psutil
 import psycopg
 import pytest
 from pgserver.postgres_server import get_server
 
-from genline_stack.postgres import kill_server, postgres_processes
+from genline_stack.postgres import kill_server, postgres_processes, running_postmaster
 
 pytestmark = pytest.mark.processes  # starts a PostgreSQL server of its own
 
@@ -51,8 +52,11 @@ def test_a_server_killed_while_clients_connect_leaves_no_process_and_starts_agai
         try:
             # Each client's connection is a backend the postmaster forks: some are forked
             # while the kill reads the process table.
+            postmaster = running_postmaster(pgdata)
+            assert postmaster is not None
             kill_server(pgdata)
             assert postgres_processes(pgdata) == []
+            assert not psutil.pid_exists(postmaster.pid)  # reaped, not a zombie that pgserver would try to stop
         finally:
             stop.set()
             for client in clients:
