@@ -12,6 +12,7 @@ import pytest
 from pgserver.postgres_server import get_server
 
 from genline_stack.postgres import kill_server, postgres_processes, running_postmaster
+from tests.polling import until
 
 pytestmark = pytest.mark.processes  # starts a PostgreSQL server of its own
 
@@ -71,8 +72,7 @@ def test_a_server_killed_while_clients_connect_leaves_no_process_and_starts_agai
 def test_processes_that_appear_in_the_folder_during_the_kill_are_killed_too(tmp_path):
     forker = subprocess.Popen([sys.executable, "-c", FORKING, str(tmp_path)])
     try:
-        while len(postgres_processes(tmp_path)) < 20:
-            pass
+        until(lambda: len(postgres_processes(tmp_path)) >= 20, 30, "the forking process never had 20 children", pause_s=0.01)
         kill_server(tmp_path)  # no postmaster.pid: every process in the folder, looked for until none is left
         assert postgres_processes(tmp_path) == []
     finally:
