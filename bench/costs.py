@@ -12,6 +12,7 @@ import psutil  # noqa: E402
 
 from genline_stack.embedded import EmbeddedStack  # noqa: E402
 from genline_stack.fleet import SERVICES, ServiceFleet  # noqa: E402
+from genline_stack.postgres import postmaster_of  # noqa: E402
 
 
 # What the services count of their own work (services/common/telemetry.py), summed over the
@@ -88,11 +89,6 @@ class CpuMeter:
         seconds["bench client"] = _cpu(self.client) + sum(
             _cpu(child) for child in self.postgres.children(recursive=True) if child.pid in self.client_backends)
         return seconds
-
-
-def postmaster_of(pgdata: Path) -> psutil.Process:
-    """A PostgreSQL server's first process, by the pid its data directory names."""
-    return psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
 
 
 def server_cpu_s(postmaster: psutil.Process, leave_out: set[int] | frozenset[int] = frozenset()) -> float:

@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
-from bench.costs import postmaster_of, server_cpu_s  # noqa: E402
+from bench.costs import server_cpu_s  # noqa: E402
+from genline_stack.postgres import postmaster_of  # noqa: E402
 from genline_stack.stopping import run_stoppable, signals_held  # noqa: E402
 from services.common.bus import envelop  # noqa: E402
 from services.common.contracts import DeliveredImage, JobDelivered, JobSpec, JobSubmitted  # noqa: E402

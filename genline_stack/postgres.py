@@ -83,11 +83,16 @@ def postgres_processes(pgdata: Path) -> list[psutil.Process]:
     return found
 
 
+def postmaster_of(pgdata: Path) -> psutil.Process:
+    """A PostgreSQL server's first process, by the pid its data folder names."""
+    return psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
+
+
 def running_postmaster(pgdata: Path) -> psutil.Process | None:
     """The postmaster its pid file names, if that process still runs in `pgdata` (a pid file
     left by a server that died names a process that may since be another's)."""
     try:
-        process = psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
+        process = postmaster_of(pgdata)
         return process if Path(process.cwd()).resolve() == pgdata.resolve() else None
     except (OSError, ValueError, IndexError, psutil.Error):
         return None

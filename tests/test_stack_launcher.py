@@ -3,7 +3,6 @@ started again while it serves, and on SIGTERM down with no process left behind; 
 on the same data, it reuses the demo tenant and its key and grants nothing."""
 
 import asyncio
-import contextlib
 import os
 import re
 import signal
@@ -18,7 +17,7 @@ import psutil
 import pytest
 
 from genline_stack.ports import free_port
-from genline_stack.postgres import postgres_processes
+from genline_stack.postgres import kill_server, postmaster_of
 
 pytestmark = [pytest.mark.processes, pytest.mark.own_stack]  # starts the platform's processes or the stack's servers again
 
@@ -103,9 +102,7 @@ def test_sigterm_stops_every_process_the_stack_started_and_a_second_run_reuses_t
         read_until(launcher, "the broker exited; starting an empty one")
         # PostgreSQL dies (postmaster and backends): started again on its data, it recovers.
         pgdata = tmp_path / "data" / "pgdata"
-        for process in postgres_processes(pgdata):
-            with contextlib.suppress(psutil.NoSuchProcess):  # a backend that ended with its postmaster
-                process.kill()
+        kill_server(pgdata)
         read_until(launcher, "PostgreSQL exited; starting it again on its data")
         # A service dies: started again, as an orchestrator would.
         [delivery] = [p for p in psutil.Process(launcher.pid).children(recursive=True)
@@ -118,7 +115,7 @@ def test_sigterm_stops_every_process_the_stack_started_and_a_second_run_reuses_t
         descendants = psutil.Process(launcher.pid).children(recursive=True)
         assert len(descendants) >= 7  # seaweedfs, tansu, five services
         # pg_ctl daemonizes PostgreSQL, so it is no descendant: find it by its pid file.
-        postmaster = psutil.Process(int((tmp_path / "data" / "pgdata" / "postmaster.pid").read_text().split()[0]))
+        postmaster = postmaster_of(tmp_path / "data" / "pgdata")
         descendants.append(postmaster)
 
         launcher.send_signal(signal.SIGTERM)
