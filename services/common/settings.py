@@ -103,8 +103,9 @@ class ServiceSettings(BaseSettings):
     # the wait expires, so on the embedded stack it is the latency of every hop and is short.
     kafka_fetch_max_wait_ms: int = 500
     # The longest a batch consumer waits for records before it looks again; it takes them as
-    # soon as a fetch brings them (services/common/bus/positions.py, take_as_they_come), so a long wait
-    # costs no latency and saves idle turns.
+    # soon as a fetch brings them (services/common/bus/positions.py, take_as_they_come). A
+    # second would save an idle service five wake-ups a second, but with it the plans' shares
+    # test (tests/common/test_fair_turns.py) once left a free tenant's event to a flood's end.
     kafka_batch_timeout_ms: int = 200
     # How often a consumer commits the offsets of what it applied (see positions.OffsetCommits):
     # what a crash delivers again is what the inbox skips.

@@ -56,7 +56,6 @@ HandlerOf = Callable[[HandlerContext, E], Awaitable[None]]
 log = logging.getLogger(__name__)
 
 
-
 class AppliedBefore(Exception):
     """The event is in the inbox already: its transaction rolls back."""
 
