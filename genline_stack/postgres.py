@@ -4,8 +4,10 @@ serving a data folder, and waiting out crash recovery."""
 
 import atexit
 import contextlib
+import ctypes
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -107,6 +109,7 @@ def kill_server(pgdata: Path, timeout_s: float = 30) -> None:
     without pause) outlived a kill of the list read before it, holding the shared memory a
     new server needs ("pre-existing shared memory block is still in use")."""
     deadline = time.monotonic() + timeout_s
+    segment = shared_memory_of(pgdata)
     postmaster = running_postmaster(pgdata)
     killing = [postmaster] if postmaster is not None else postgres_processes(pgdata)
     while killing:
@@ -119,3 +122,37 @@ def kill_server(pgdata: Path, timeout_s: float = 30) -> None:
         killing = postgres_processes(pgdata)
         if killing and time.monotonic() >= deadline:
             raise TimeoutError(f"PostgreSQL's processes in {pgdata} outlived SIGKILL for {timeout_s}s: {killing}")
+    if segment is not None and postmaster is not None:
+        remove_shared_memory(segment, creator=postmaster.pid)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The System V segment a server's pid file names (its seventh line): the interlock, 56
+    bytes, that keeps two servers off one data folder."""
+
+    key: int
+    id: int
+
+
+def shared_memory_of(pgdata: Path) -> Segment | None:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        key, segment = (pgdata / "postmaster.pid").read_text().splitlines()[6].split()
+        return Segment(int(key), int(segment))
+    return None
+
+
+IPC_RMID = 0  # <sys/ipc.h>
+
+
+def remove_shared_memory(segment: Segment, *, creator: int) -> None:
+    """Removes a killed server's segment. A server stopped cleanly removes its own; a killed
+    one leaves it to the next server on the folder, and a folder thrown away after a kill (a
+    test's, a bench's) left it to the machine, until the kernel's count of segments was
+    reached. Only the segment of that key and id, made by the postmaster killed, and with
+    nothing attached (the server's every process is gone): never another's that took the id."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/sysvipc/shm").read_text().splitlines()[1:]:
+            key, shmid, _perms, _size, cpid, _lpid, attached = (int(field) for field in line.split()[:7])
+            if (key, shmid, cpid, attached) == (segment.key, segment.id, creator, 0):
+                ctypes.CDLL(None, use_errno=True).shmctl(shmid, IPC_RMID, None)

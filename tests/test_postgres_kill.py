@@ -1,17 +1,18 @@
 """The embedded stack's PostgreSQL killed (postmaster and backends, as an OOM kill or a power
-cut would) while clients keep connecting: nothing of it outlives the kill, and a new server
-starts on its data folder at once."""
+cut would) while clients keep connecting: nothing of it outlives the kill, its shared memory
+included, and a new server starts on its data folder at once."""
 
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import psutil
 import psycopg
 import pytest
 from pgserver.postgres_server import get_server
 
-from genline_stack.postgres import kill_server, postgres_processes, running_postmaster
+from genline_stack.postgres import kill_server, postgres_processes, running_postmaster, shared_memory_of
 from tests.polling import until
 
 pytestmark = pytest.mark.processes  # starts a PostgreSQL server of its own
@@ -29,6 +30,11 @@ for _ in range(300):
     time.sleep(0.003)
 time.sleep(120)
 """
+
+
+def segments() -> set[int]:
+    """The ids of the machine's System V shared memory segments."""
+    return {int(line.split()[1]) for line in Path("/proc/sysvipc/shm").read_text().splitlines()[1:]}
 
 
 def connecting(uri: str, stop: threading.Event) -> None:
@@ -53,11 +59,12 @@ def test_a_server_killed_while_clients_connect_leaves_no_process_and_starts_agai
         try:
             # Each client's connection is a backend the postmaster forks: some are forked
             # while the kill reads the process table.
-            postmaster = running_postmaster(pgdata)
-            assert postmaster is not None
+            postmaster, segment = running_postmaster(pgdata), shared_memory_of(pgdata)
+            assert postmaster is not None and segment is not None and segment.id in segments()
             kill_server(pgdata)
             assert postgres_processes(pgdata) == []
             assert not psutil.pid_exists(postmaster.pid)  # reaped, not a zombie that pgserver would try to stop
+            assert segment.id not in segments()  # left, it outlived the folder (a test's, thrown away)
         finally:
             stop.set()
             for client in clients:
