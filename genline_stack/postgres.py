@@ -1,6 +1,6 @@
 """The embedded stack's PostgreSQL (the `pgserver` wheel): passwords for every role but the
 administrator on its socket, room for the connections a stack's fleets take, the processes
-serving a data folder, and waiting out crash recovery."""
+serving a data folder (killed, their shared memory too), and waiting out crash recovery."""
 
 import atexit
 import contextlib
@@ -126,7 +126,7 @@ def kill_server(pgdata: Path, timeout_s: float = 30) -> None:
         remove_shared_memory(segment, creator=postmaster.pid)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Segment:
     """The System V segment a server's pid file names (its seventh line): the interlock, 56
     bytes, that keeps two servers off one data folder."""
@@ -138,7 +138,7 @@ class Segment:
 def shared_memory_of(pgdata: Path) -> Segment | None:
     with contextlib.suppress(OSError, ValueError, IndexError):
         key, segment = (pgdata / "postmaster.pid").read_text().splitlines()[6].split()
-        return Segment(int(key), int(segment))
+        return Segment(key=int(key), id=int(segment))
     return None
 
 
