@@ -11,6 +11,7 @@ Events and the bus
     audit.py         an action's audit record, in the transaction of the change
 Data and content
     db.py            PostgreSQL: schemas, migrations, pools, batch inserts
+    listening.py     NOTIFY heard: one listening connection a process, for every channel
     storage.py       object storage and signed links; sigv4.py signs its requests
     sealing.py       tenants' content sealed under per-job data keys
     data_keys.py     the client of ingest's data-key API

@@ -5,14 +5,12 @@ The outbox and inbox tables every service needs come first, from this package.
 """
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import random
 import re
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, Self, TypeAlias, TypeVar, cast
 
@@ -297,55 +295,3 @@ async def together(conn: psycopg.AsyncConnection[Any], statements: Sequence[Stat
     elif present:
         ctes, params = as_ctes(present, "w")
         await conn.execute(f"WITH {ctes} SELECT", params)
-
-
-@dataclass(frozen=True)
-class Channel:
-    """A notification channel (`LISTEN name`) of the database at `database_url`; a lost
-    connection to it is opened again after `retry_s`."""
-
-    database_url: str
-    name: str
-    retry_s: float
-
-
-async def notifications(conn: psycopg.AsyncConnection[Any]) -> AsyncGenerator[str, None]:
-    """The payloads of the NOTIFYs a connection that only listens receives, read when its socket
-    has something to read and at no other time. psycopg's `notifies()` wakes every tenth of a
-    second to look for an interrupt: ten wake-ups a second for each listener, each service has
-    two or three, and every one a round of the event loop for nothing. A lost connection raises
-    OperationalError (its socket reads as ready, and consuming it fails)."""
-    loop, pgconn, readable = asyncio.get_running_loop(), conn.pgconn, asyncio.Event()
-    socket = pgconn.socket
-    loop.add_reader(socket, readable.set)
-    try:
-        while True:
-            await readable.wait()
-            readable.clear()
-            pgconn.consume_input()
-            while (notice := pgconn.notifies()) is not None:
-                yield notice.extra.decode(conn.info.encoding)
-    finally:
-        loop.remove_reader(socket)
-
-
-async def listen(channel: Channel, on_notify: Callable[[str | None], None],
-                 *, on_lost: Callable[[], None] | None = None) -> None:
-    """Call `on_notify(payload)` for each NOTIFY on `channel`, and `on_notify(None)` whenever
-    listening (re)starts, since commits may have happened while nobody listened; `on_lost()`
-    when the connection is lost. Runs until cancelled."""
-    while True:
-        try:
-            try:
-                async with await psycopg.AsyncConnection.connect(channel.database_url, autocommit=True) as conn:
-                    await conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel.name)))
-                    on_notify(None)
-                    async with contextlib.aclosing(notifications(conn)) as payloads:  # its reader gone before the socket
-                        async for payload in payloads:
-                            on_notify(payload)
-            finally:
-                if on_lost is not None:
-                    on_lost()
-        except Exception:  # database away: whoever relies on this polls until it is back
-            log.warning("listening on %s failed; trying again in %ss", channel.name, channel.retry_s, exc_info=True)
-            await asyncio.sleep(channel.retry_s)

@@ -1,4 +1,4 @@
-"""Listening for NOTIFY (services/common/db.py's `listen`), against the real PostgreSQL: every
+"""Listening for NOTIFY (services/common/listening.py), against the real PostgreSQL: every
 payload comes, in order, also after the connection was lost and opened again; and a listener
 that hears nothing takes no turn of its event loop (psycopg's own `notifies()` wakes every
 tenth of a second, in every listener of every service)."""
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psycopg
 
-from services.common.db import Channel, listen
+from services.common.listening import Channel, listen
 from tests.metrics import wakes
 from tests.polling import eventually
 
@@ -36,14 +36,42 @@ async def test_every_payload_comes_in_order_and_again_after_the_connection_is_lo
         await eventually(lambda: heard == [None, "a", "b", "c", "d"], what=f"heard {heard}")
 
         async with await psycopg.AsyncConnection.connect(endpoints.database_url, autocommit=True) as conn:
-            await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = %s",
-                               [f'LISTEN "{channel}"'])
+            await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE %s",
+                               [f'%LISTEN "{channel}"%'])
         await eventually(lambda: lost == [True] and heard[-1] is None, what="the lost listener never started again")
         await notify(endpoints.database_url, channel, "e")
         await eventually(lambda: heard[-1] == "e", what=f"heard {heard}")
         assert heard == [None, "a", "b", "c", "d", None, "e"]
     finally:
         task.cancel()
+
+
+async def test_a_process_hears_every_channel_on_one_connection_and_each_listener_only_its_own(endpoints):
+    """PostgreSQL signals every listening backend at each commit that notifies: one connection a
+    process, however many channels its parts hear; each part still hears only its channel."""
+    channels = [f"shared_{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    heard: dict[str, list[str | None]] = {channel: [] for channel in channels}
+    tasks = [asyncio.create_task(listen(Channel(endpoints.database_url, channel, 0.1), heard[channel].append))
+             for channel in channels]
+    try:
+        await eventually(lambda: all(h == [None] for h in heard.values()), what=f"heard {heard}")
+        async with await psycopg.AsyncConnection.connect(endpoints.database_url, autocommit=True) as conn:
+            backends = {channel: [row[0] for row in await (await conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE query LIKE %s", [f'%LISTEN "{channel}"%'])).fetchall()]
+                for channel in channels}
+        assert len(set(map(tuple, backends.values()))) == 1 and len(backends[channels[0]]) == 1, backends
+        for i, channel in enumerate(channels):
+            await notify(endpoints.database_url, channel, f"{i}a", f"{i}b")
+        await eventually(lambda: all(len(h) == 3 for h in heard.values()), what=f"heard {heard}")
+        assert heard == {channel: [None, f"{i}a", f"{i}b"] for i, channel in enumerate(channels)}
+
+        tasks.pop().cancel()  # one part stops listening: the others still hear theirs
+        await notify(endpoints.database_url, channels[0], "later")
+        await eventually(lambda: heard[channels[0]][-1] == "later", what=f"heard {heard}")
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def test_listeners_that_hear_nothing_leave_their_thread_asleep(endpoints):

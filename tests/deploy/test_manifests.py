@@ -414,8 +414,8 @@ def test_the_connection_budget_at_the_most_replicas_fits_the_max_connections_wri
     most |= {o["spec"]["scaleTargetRef"]["name"]: o["spec"]["maxReplicaCount"] for o in render(K8S / "keda")
              if o["kind"] == "ScaledObject"}
     assert set(most) == set(SERVICES)
-    dedicated = {"ingest": 3}  # the relay's LISTEN, the journal's lock, the job log watch
-    total = sum(replicas * (pool + dedicated.get(service, 2)) for service, replicas in most.items())
+    dedicated = 2  # the listening connection (services/common/listening.py), the journal's lock
+    total = sum(replicas * (pool + dedicated) for replicas in most.values())
     assert total + 10 <= written, f"{total} connections at the most replicas; docs/guides/kubernetes.md says {written}"
 
 

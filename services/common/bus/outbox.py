@@ -29,7 +29,8 @@ from services.common.bus.journal_tables import ServiceSchema
 from services.common.bus.kafka_security import client_options, compression
 from services.common.bus.wake import END_SEPARATOR, PARTITION_SEPARATOR, TOPIC_SEPARATOR, bus_channel
 from services.common.bus.writing import EventWriter
-from services.common.db import Channel, Conn, Statement, insert_many, inserted, listen
+from services.common.db import Conn, Statement, insert_many, inserted
+from services.common.listening import Channel, listen
 from services.common.supervision import failed, goodbye, stop_tasks, supervise
 
 log = logging.getLogger(__name__)

@@ -41,7 +41,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.common import telemetry
-from services.common.db import Channel, listen
+from services.common.listening import Channel, listen
 from services.common.supervision import stop_tasks, supervise
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from uuid import UUID
 from fastapi import Depends, Request
 
 from services.common.contracts import FINAL_STATES
-from services.common.db import Channel, listen
+from services.common.listening import Channel, listen
 from services.common.runtime import ServiceRuntime
 from services.common.supervision import stop_tasks, supervise
 from services.ingest.jobs import store
