@@ -74,6 +74,37 @@ async def test_a_process_hears_every_channel_on_one_connection_and_each_listener
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def test_what_comes_while_channels_are_added_is_heard_in_order(endpoints):
+    """A channel added later is LISTENed on the connection already listening; what arrives for
+    the others while that statement runs is read by psycopg, and must still reach them."""
+    channel = f"during_{uuid.uuid4().hex[:8]}"
+    heard: list[str | None] = []
+    tasks = [asyncio.create_task(listen(Channel(endpoints.database_url, channel, 0.1), heard.append))]
+    sent = [str(i) for i in range(300)]
+
+    async def send() -> None:
+        async with await psycopg.AsyncConnection.connect(endpoints.database_url, autocommit=True) as conn:
+            for payload in sent:
+                await conn.execute("SELECT pg_notify(%s, %s)", [channel, payload])
+
+    try:
+        await eventually(lambda: heard == [None], what="the listener never started")
+        sending = asyncio.create_task(send())
+        added: list[str | None] = []
+        while not sending.done():  # channels added while the payloads come
+            tasks.append(asyncio.create_task(listen(Channel(endpoints.database_url, f"added_{uuid.uuid4().hex[:8]}", 0.1),
+                                                    added.append)))
+            await asyncio.sleep(0.005)
+        await sending
+        await eventually(lambda: len(heard) == len(sent) + 1, what=f"heard {len(heard) - 1} of {len(sent)}")
+        assert heard == [None, *sent]
+        assert added.count(None) == len(tasks) - 1
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def test_listeners_that_hear_nothing_leave_their_thread_asleep(endpoints):
     listeners, seconds = 10, 2.0
     woken: list[int] = []
