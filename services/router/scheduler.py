@@ -15,7 +15,9 @@ jobs of every tenant waiting, or a small tenant's jobs wait behind a large one's
 """
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -94,21 +96,23 @@ class AttemptScheduler:
         await stop_tasks(*self.running)
 
     async def _dispatch_forever(self) -> None:
-        look = True
+        # The look for unheld attempts comes every poll interval however busy the router is: a
+        # router that is never a whole interval without a change (attempts asked for and
+        # ending, as under a steady stream of jobs) would otherwise never take again an
+        # attempt whose run failed and whose claim lapsed.
+        next_look = time.monotonic()
         while True:
             try:
-                if look:
+                if time.monotonic() >= next_look:
+                    next_look = time.monotonic() + self.poll_interval_s
                     await self._look_for_unheld()
                 self._queue_all(self._announced)
                 self._announced = []
                 self._start_what_fits()
             except Exception:
                 failed("router-dispatch")
-            try:
-                await asyncio.wait_for(self._changed.wait(), self.poll_interval_s)
-                look = False
-            except TimeoutError:
-                look = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), max(0.0, next_look - time.monotonic()))
             self._changed.clear()
 
     async def _look_for_unheld(self) -> None:

@@ -116,3 +116,54 @@ async def test_only_the_claims_of_running_attempts_are_renewed(endpoints, schema
     assert (await claim_row(pool, running.job_id))["held"] is True
     assert (await claim_row(pool, abandoned.job_id))["held"] is False
     await pool.close()
+
+
+async def test_a_lapsed_claim_is_taken_again_while_other_attempts_keep_coming(endpoints, schema):
+    """A router under a steady stream of jobs is never a whole poll interval without news of an
+    attempt; its look for attempts that no router holds comes every interval all the same."""
+    pool = open_pool(endpoints.database_url, schema, size=4)
+    await pool.open()
+    lapsing = job_spec()
+    async with pool.connection() as conn:
+        await store.admit_job(conn, AdmittedJob(spec=lapsing, budget_micro_usd=0))
+        # A router that died holds it a little longer: the scheduler's first look finds it held.
+        await store.claim_attempt(conn, QueuedAttempt(job_id=lapsing.job_id, attempt=1, images_needed=1, tier="stable",
+                                                      tenant_id=lapsing.tenant_id), owner="router-gone", lease_s=LEASE_S)
+    ran: set = set()
+    lapsed_taken = asyncio.Event()
+
+    async def run(request: QueuedAttempt) -> None:
+        async with pool.connection() as conn, conn.transaction():
+            if await store.claim_attempt(conn, request, owner="router-b", lease_s=LEASE_S) is not None:
+                await store.close_attempt(conn, request, owner="router-b", record=outcome_of(request))
+                ran.add(request.job_id)
+                if request.job_id == lapsing.job_id:
+                    lapsed_taken.set()
+
+    async def stream(scheduler: AttemptScheduler, stop: asyncio.Event) -> None:
+        """A job's attempt asked for every 0.1 s, a fifth of the poll interval."""
+        while not stop.is_set():
+            spec = job_spec()
+            async with pool.connection() as conn:
+                await store.admit_job(conn, AdmittedJob(spec=spec, budget_micro_usd=0))
+            scheduler.announce(QueuedAttempt(job_id=spec.job_id, attempt=1, images_needed=1, tier="stable",
+                                             tenant_id=spec.tenant_id))
+            await asyncio.sleep(0.1)
+
+    scheduler = AttemptScheduler(pool=pool, engine=RoomForAll(), run=run, owner="router-b", max_queued=50, max_running=4,
+                                 poll_interval_s=0.5, lease_s=LEASE_S)
+    stop = asyncio.Event()
+    scheduler.start()
+    streaming = asyncio.create_task(stream(scheduler, stop))
+    try:
+        await asyncio.sleep(0.3)
+        assert (await claim_row(pool, lapsing.job_id))["claimed_by"] == "router-gone"  # held at the first look
+        await asyncio.wait_for(lapsed_taken.wait(), 15)  # its claim lapses at 1.5 s; the stream goes on
+        assert not streaming.done() and len(ran) > 5  # taken while the others kept coming
+    finally:
+        stop.set()
+        await streaming
+        await scheduler.stop(grace_s=1)
+    row = await claim_row(pool, lapsing.job_id)
+    await pool.close()
+    assert (row["claimed_by"], row["tries"], row["state"]) == ("router-b", 2, "done")
