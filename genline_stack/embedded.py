@@ -45,7 +45,7 @@ from genline_stack.ports import (
 )
 from genline_stack.postgres import (
     POSTGRES_RECOVERY_TIMEOUT_S,
-    allow_connections,
+    apply_settings,
     forget_pgserver_handle,
     kill_server,
     require_passwords,
@@ -179,7 +179,7 @@ class EmbeddedStack:
             wait_for_postmaster_ready(pgdata, POSTGRES_RECOVERY_TIMEOUT_S)
             self._postgres = get_server(pgdata, cleanup_mode="stop")
         require_passwords(self._postgres)
-        if allow_connections(self._postgres):  # once for a new data folder: the setting needs a start
+        if apply_settings(self._postgres):  # once for a new data folder: the settings need a start
             self._postgres.cleanup()
             self._postgres = get_server(pgdata, cleanup_mode="stop")
         return self._postgres.get_uri()

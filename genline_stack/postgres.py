@@ -1,6 +1,7 @@
 """The embedded stack's PostgreSQL (the `pgserver` wheel): passwords for every role but the
-administrator on its socket, room for the connections a stack's fleets take, the processes
-serving a data folder (killed, their shared memory too), and waiting out crash recovery."""
+administrator on its socket, room for the connections a stack's fleets take, its dynamic
+shared memory in its data folder, the processes serving a data folder (killed, their shared
+memory too), and waiting out crash recovery."""
 
 import atexit
 import contextlib
@@ -62,17 +63,32 @@ def require_passwords(server: "PostgresServer") -> None:
 # first (the tests' own fleets, a rolling update's other release) or the operator's commands
 # then run out ("remaining connection slots are reserved").
 MAX_CONNECTIONS = 400
+# Dynamic shared memory (the statistics' areas as they grow, parallel queries) in files under
+# the data folder (pg_dynshmem), not in /dev/shm: a killed server's segments there are removed
+# by the next server started on the folder, or go with the folder, where in /dev/shm they stayed
+# in memory until the machine restarted (two a kill, about half a megabyte; after two days of the
+# suite's runs on one machine, 664 files and 360 MB).
+DYNAMIC_SHARED_MEMORY = "mmap"
 
 
-def allow_connections(server: "PostgresServer") -> bool:
-    """Sets max_connections to MAX_CONNECTIONS where it is lower; whether the server must
-    start again for it to hold."""
-    said = server.psql("SELECT setting FROM pg_settings WHERE name = 'max_connections';")
-    match = re.search(r"^\s*(\d+)\s*$", said, flags=re.M)
-    if match is not None and int(match.group(1)) >= MAX_CONNECTIONS:
-        return False
-    server.psql(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS};")
-    return True
+def apply_settings(server: "PostgresServer") -> bool:
+    """Sets max_connections to at least MAX_CONNECTIONS and the dynamic shared memory's kind to
+    DYNAMIC_SHARED_MEMORY; whether the server must start again for them to hold (once for a
+    new data folder: neither takes effect before)."""
+    restart = False
+    if not int(setting_of(server, "max_connections") or 0) >= MAX_CONNECTIONS:
+        server.psql(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS};")
+        restart = True
+    if setting_of(server, "dynamic_shared_memory_type") != DYNAMIC_SHARED_MEMORY:
+        server.psql(f"ALTER SYSTEM SET dynamic_shared_memory_type = '{DYNAMIC_SHARED_MEMORY}';")
+        restart = True
+    return restart
+
+
+def setting_of(server: "PostgresServer", name: str) -> str | None:
+    said = server.psql(f"SELECT setting FROM pg_settings WHERE name = '{name}';")
+    match = re.search(r"^ *(\S+) *$", said.split("\n", 2)[-1], flags=re.M)
+    return match.group(1) if match is not None else None
 
 
 def postgres_processes(pgdata: Path) -> list[psutil.Process]:

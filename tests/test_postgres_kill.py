@@ -1,7 +1,10 @@
 """The embedded stack's PostgreSQL killed (postmaster and backends, as an OOM kill or a power
 cut would) while clients keep connecting: nothing of it outlives the kill, its shared memory
-included, and a new server starts on its data folder at once."""
+included (the dynamic segments kept in its data folder, removed by the next server there), and
+a new server starts on its data folder at once."""
 
+import os
+import re
 import subprocess
 import sys
 import threading
@@ -12,7 +15,7 @@ import psycopg
 import pytest
 from pgserver.postgres_server import get_server
 
-from genline_stack.postgres import kill_server, postgres_processes, running_postmaster, shared_memory_of
+from genline_stack.postgres import apply_settings, kill_server, postgres_processes, running_postmaster, shared_memory_of
 from tests.polling import until
 
 pytestmark = pytest.mark.processes  # starts a PostgreSQL server of its own
@@ -87,3 +90,33 @@ def test_processes_that_appear_in_the_folder_during_the_kill_are_killed_too(tmp_
         forker.wait(30)
         for left in postgres_processes(tmp_path):  # what a failed kill left: never past the test
             left.kill()
+
+
+def in_dev_shm(pgdata) -> set[str]:
+    """The files of /dev/shm that the server's processes have mapped (POSIX shared memory)."""
+    found = set()
+    for process in postgres_processes(pgdata):
+        try:
+            found |= set(re.findall(r"/dev/shm/\S+", Path(f"/proc/{process.pid}/maps").read_text()))
+        except OSError:
+            pass
+    return found
+
+
+def test_a_killed_servers_dynamic_shared_memory_goes_with_its_data_folder(tmp_path):
+    pgdata = tmp_path / "pgdata"
+    server = get_server(pgdata, cleanup_mode="stop")
+    if apply_settings(server):  # as the stack starts its server
+        server.cleanup()
+        server = get_server(pgdata, cleanup_mode="stop")
+    server.psql("CREATE TABLE grown AS SELECT g FROM generate_series(1, 1000) g; ANALYZE grown;")
+    # In /dev/shm the segments of a killed server stayed until the machine restarted: the next
+    # server on the folder did not remove them, nor did throwing the folder away.
+    assert in_dev_shm(pgdata) == set()
+    killed = set(os.listdir(pgdata / "pg_dynshmem"))
+    assert killed  # its control segment at least
+    kill_server(pgdata)
+    server.cleanup()
+    server = get_server(pgdata, cleanup_mode="stop")
+    assert not killed & set(os.listdir(pgdata / "pg_dynshmem"))  # removed by the server started after
+    server.cleanup()
