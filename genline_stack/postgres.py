@@ -76,7 +76,7 @@ def apply_settings(server: "PostgresServer") -> bool:
     DYNAMIC_SHARED_MEMORY; whether the server must start again for them to hold (once for a
     new data folder: neither takes effect before)."""
     restart = False
-    if not int(setting_of(server, "max_connections") or 0) >= MAX_CONNECTIONS:
+    if int(setting_of(server, "max_connections") or 0) < MAX_CONNECTIONS:
         server.psql(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS};")
         restart = True
     if setting_of(server, "dynamic_shared_memory_type") != DYNAMIC_SHARED_MEMORY:
