@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import psycopg
 import pytest
-from pgserver.postgres_server import get_server
+from pgserver.postgres_server import PostgresServer, get_server
 
 from genline_stack.postgres import apply_settings, kill_server, postgres_processes, running_postmaster, shared_memory_of
 from tests.polling import until
@@ -50,9 +50,19 @@ def connecting(uri: str, stop: threading.Event) -> None:
             pass
 
 
+def started(pgdata: Path) -> PostgresServer:
+    """A server on `pgdata` with the stack's settings, started as the stack starts its own (a
+    killed server of pgserver's defaults leaves its dynamic shared memory in /dev/shm)."""
+    server = get_server(pgdata, cleanup_mode="stop")
+    if apply_settings(server):
+        server.cleanup()
+        server = get_server(pgdata, cleanup_mode="stop")
+    return server
+
+
 def test_a_server_killed_while_clients_connect_leaves_no_process_and_starts_again(tmp_path):
     pgdata = tmp_path / "pgdata"
-    server = get_server(pgdata, cleanup_mode="stop")
+    server = started(pgdata)
     for _ in range(KILLS):
         uri = server.get_uri()
         stop = threading.Event()
@@ -105,10 +115,7 @@ def in_dev_shm(pgdata) -> set[str]:
 
 def test_a_killed_servers_dynamic_shared_memory_goes_with_its_data_folder(tmp_path):
     pgdata = tmp_path / "pgdata"
-    server = get_server(pgdata, cleanup_mode="stop")
-    if apply_settings(server):  # as the stack starts its server
-        server.cleanup()
-        server = get_server(pgdata, cleanup_mode="stop")
+    server = started(pgdata)
     server.psql("CREATE TABLE grown AS SELECT g FROM generate_series(1, 1000) g; ANALYZE grown;")
     # In /dev/shm the segments of a killed server stayed until the machine restarted: the next
     # server on the folder did not remove them, nor did throwing the folder away.
