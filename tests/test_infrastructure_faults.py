@@ -9,7 +9,9 @@ readiness follows the database down and up.
 `GENLINE_CHAOS_ROUNDS` (default 1) repeats the round of faults and `GENLINE_CHAOS_RATE`
 (jobs a second, default 1.5) sets the stream, for a longer run than the suite's."""
 
+import contextlib
 import os
+import signal
 import threading
 import time
 import uuid
@@ -91,8 +93,28 @@ def kill_postgres(platform: Platform, unready_seen: list[int | None]) -> None:
     time.sleep(1.0)  # down for a moment, as a crash is before its restart
     unready_seen.append(readiness(platform.fleet, "ingest"))
     platform.stack.restart_postgres()
-    until(lambda: all(readiness(platform.fleet, name) == 200 for name in SERVICES), 120,
-          "a service did not become ready again after PostgreSQL came back")
+
+    def unready() -> list[str]:
+        return [name for name in SERVICES if readiness(platform.fleet, name) != 200]
+
+    try:
+        until(lambda: not unready(), 30, "not yet")
+    except AssertionError:  # a service slow to follow: what its threads are doing, while it is
+        print_stacks(platform.fleet, unready())
+    until(lambda: not unready(), 90, "a service did not become ready again after PostgreSQL came back")
+
+
+def print_stacks(fleet, names: list[str]) -> None:
+    """Every thread's Python stack of these services, from their logs (SIGUSR2: docs/runbooks.md),
+    printed for the test's report: a service whose event loop is stuck in a call shows the call."""
+    for name in names:
+        log = fleet.log_dir / f"{name}.log"
+        start = log.stat().st_size
+        with contextlib.suppress(KeyError, ProcessLookupError):
+            os.kill(fleet.processes[name].pid, signal.SIGUSR2)
+        time.sleep(1.0)
+        print(f"{name} not ready 30 s after PostgreSQL came back; its threads:\n"
+              + log.read_bytes()[start:start + 8000].decode(errors="replace"))
 
 
 def kill(platform: Platform, what: str, unready_seen: list[int | None]) -> None:
@@ -133,10 +155,14 @@ def where_jobs_wait(platform: Platform, tenant, job_ids: list[str]) -> str:
     for job_id in waiting[:3]:
         events = tenant.http.get(f"/v1/jobs/{job_id}/events", params={"limit": 50}).json().get("data", [])
         lines.append(f"{job_id} events: {[(e.get('type'), e.get('time'), e.get('payload', {}).get('state')) for e in events]}")
+    for name in SERVICES:  # each logs where its tasks wait (docs/runbooks.md): a job's attempt names the job
+        with contextlib.suppress(KeyError, ProcessLookupError):
+            os.kill(platform.fleet.processes[name].pid, signal.SIGUSR1)
+    time.sleep(2.0)
     for path in sorted((platform.data_dir / "logs").glob("*.log")):
         said = [line for line in path.read_text(errors="replace").splitlines()
                 if any(job_id in line for job_id in waiting) or "Traceback" in line or "ERROR" in line]
-        lines += [f"{path.name}: {line[:400]}" for line in said[-40:]]
+        lines += [f"{path.name}: {line[:2000] if ' waits in ' in line else line[:400]}" for line in said[-40:]]
     return "\n".join(lines)
 
 

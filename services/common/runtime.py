@@ -3,9 +3,11 @@ consumer, ops endpoints, and an orderly start and stop (SIGTERM drains)."""
 
 import asyncio
 import contextlib
+import faulthandler
 import gc
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -35,7 +37,7 @@ from services.common.grpc_server import hold_grpc_aio
 from services.common.problems import Problem, problem_response
 from services.common.releases import RELEASE
 from services.common.settings import ServiceSettings
-from services.common.supervision import GOODBYE_S, goodbye
+from services.common.supervision import GOODBYE_S, goodbye, log_waiting_tasks_on_signal
 
 log = logging.getLogger(__name__)
 
@@ -294,6 +296,7 @@ class Server(uvicorn.Server):
     async def main_loop(self) -> None:
         woken = asyncio.Event()
         self._woken = (asyncio.get_running_loop(), woken)
+        log_waiting_tasks_on_signal(asyncio.get_running_loop())
         ticks = 0  # uvicorn's count, ten a second: on_tick writes the header when it is a whole second
         while not await self.on_tick(ticks):
             ticks = (ticks + 10) % 864_000
@@ -324,7 +327,10 @@ def tune_collector() -> None:
 
 
 def run(settings_class: type[S], build: Callable[[S], tuple[object, ASGIApp]]) -> None:
-    """`python -m services.<name>`: settings from the environment, then serve until SIGTERM."""
+    """`python -m services.<name>`: settings from the environment, then serve until SIGTERM.
+    SIGUSR2 writes every thread's Python stack to stderr (the log), even while the event loop
+    is stuck in a call; SIGUSR1 logs where each task waits (`Server.main_loop`)."""
+    faulthandler.register(signal.SIGUSR2, all_threads=True)
     settings = settings_class()
     telemetry.configure_logging(settings.service_name, settings.log_level, redact_prompts=settings.redact_prompts)
     tracing.configure_tracing(settings.service_name, settings.otlp_endpoint)

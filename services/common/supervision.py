@@ -7,6 +7,10 @@ replicas that failed together do not retry together) and falls back to its floor
 has lasted a while. A coroutine that returns has finished its work; cancelling the task
 stops it. `every` is the loop of periodic work under the same rule, one failed round at a time.
 
+What a process's tasks wait on, on demand: `kill -USR1 <pid>` logs each asyncio task of the
+service with the chain of calls it is suspended in (`waiting_tasks`), for a job that stands
+still with no error to say why (Go's SIGQUIT, Java's thread dump). It costs nothing until asked.
+
     task = supervise("ingest-sweeper", sweeper.run_forever)
     ...
     await stop_tasks(task)
@@ -15,9 +19,11 @@ stops it. `every` is the loop of periodic work under the same rule, one failed r
 import asyncio
 import logging
 import random
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from types import CoroutineType
 from typing import Any
 
 from prometheus_client import Counter
@@ -107,3 +113,32 @@ async def goodbye(what: str, step: Awaitable[object]) -> None:
     except Exception as exc:
         log.warning("%s did not close (%s: %s); stopping without", what, type(exc).__name__, exc)
 
+
+def waiting_tasks(loop: asyncio.AbstractEventLoop) -> list[str]:
+    """Each task of `loop`, named, with where it is suspended: its coroutine's frame, then the
+    frame of each coroutine it awaits, down to what the last one awaits (a future or a task:
+    `Future`)."""
+    lines = []
+    for task in sorted(asyncio.all_tasks(loop), key=lambda task: task.get_name()):
+        chain: list[str] = []
+        awaited: Any = task.get_coro()
+        while isinstance(awaited, CoroutineType):
+            frame = awaited.cr_frame
+            if frame is not None:
+                chain.append(f"{frame.f_code.co_name} ({frame.f_code.co_filename}:{frame.f_lineno})")
+            awaited = awaited.cr_await
+        if awaited is not None:  # a future's or a task's iterator (`FutureIter`), or a generator
+            chain.append(type(awaited).__name__.removesuffix("Iter"))
+        lines.append(f"task {task.get_name()} waits in " + " -> ".join(chain))
+    return lines
+
+
+def log_waiting_tasks_on_signal(loop: asyncio.AbstractEventLoop, signum: int = signal.SIGUSR1) -> None:
+    """On `signum`, log what every task of `loop` waits on (`waiting_tasks`), one line each."""
+    def log_them() -> None:
+        lines = waiting_tasks(loop)
+        for line in lines:
+            log.warning("%s", line)
+        log.warning("%d tasks listed", len(lines))
+
+    loop.add_signal_handler(signum, log_them)

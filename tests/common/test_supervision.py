@@ -1,10 +1,20 @@
 """Background tasks never die silently: a failure is logged, counted and followed by a
-restart after a backoff; a task that returns is done; a cancelled one stops."""
+restart after a backoff; a task that returns is done; a cancelled one stops. And on SIGUSR1 a
+process logs where each of its tasks waits."""
 
 import asyncio
 import logging
+import os
+import signal
 
-from services.common.supervision import BACKGROUND_FAILURES, Backoff, every, stop_tasks, supervise
+from services.common.supervision import (
+    BACKGROUND_FAILURES,
+    Backoff,
+    every,
+    log_waiting_tasks_on_signal,
+    stop_tasks,
+    supervise,
+)
 
 
 def failures(task: str) -> float:
@@ -59,3 +69,34 @@ async def test_a_periodic_round_that_fails_is_counted_and_the_next_comes_as_usua
         await asyncio.sleep(0.01)
     await stop_tasks(task)
     assert failures("test-every") >= 3
+
+
+async def test_sigusr1_logs_where_each_task_waits_down_the_chain_of_awaits(caplog):
+    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def painted() -> None:
+        await never
+
+    async def attempt() -> None:
+        await painted()
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.create_task(attempt(), name="attempt-of-a-job")
+    log_waiting_tasks_on_signal(loop)
+    try:
+        await asyncio.sleep(0.01)  # the task is suspended in its chain
+        with caplog.at_level(logging.WARNING, logger="services.common.supervision"):
+            os.kill(os.getpid(), signal.SIGUSR1)
+            for _ in range(100):
+                if any("attempt-of-a-job" in r.getMessage() for r in caplog.records):
+                    break
+                await asyncio.sleep(0.01)
+    finally:
+        loop.remove_signal_handler(signal.SIGUSR1)
+        await stop_tasks(task)
+    [line] = [r.getMessage() for r in caplog.records if "attempt-of-a-job" in r.getMessage()]
+    listed = [r.getMessage() for r in caplog.records if r.getMessage().endswith(" tasks listed")]
+    assert len(listed) == 1 and int(listed[0].split()[0]) >= 2, listed  # the test's own task too
+    assert line.startswith("task attempt-of-a-job waits in attempt (")
+    assert " -> painted (" in line and line.endswith(" -> Future"), line
+    assert "test_supervision.py:" in line
