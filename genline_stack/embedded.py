@@ -45,11 +45,11 @@ from genline_stack.ports import (
 )
 from genline_stack.postgres import (
     POSTGRES_RECOVERY_TIMEOUT_S,
-    apply_settings,
     forget_pgserver_handle,
     kill_server,
     require_passwords,
     wait_for_postmaster_ready,
+    with_settings,
 )
 from genline_stack.seaweedfs import SEAWEED_COMPONENTS, identities, mini_command, wait_for_s3, write_first
 from services.common.contracts import ALL_TOPICS
@@ -179,9 +179,7 @@ class EmbeddedStack:
             wait_for_postmaster_ready(pgdata, POSTGRES_RECOVERY_TIMEOUT_S)
             self._postgres = get_server(pgdata, cleanup_mode="stop")
         require_passwords(self._postgres)
-        if apply_settings(self._postgres):  # once for a new data folder: the settings need a start
-            self._postgres.cleanup()
-            self._postgres = get_server(pgdata, cleanup_mode="stop")
+        self._postgres = with_settings(self._postgres, pgdata)
         return self._postgres.get_uri()
 
     def _spawn_seaweedfs(self) -> str:

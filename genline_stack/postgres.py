@@ -85,6 +85,17 @@ def apply_settings(server: "PostgresServer") -> bool:
     return restart
 
 
+def with_settings(server: "PostgresServer", pgdata: Path) -> "PostgresServer":
+    """`server` running with `apply_settings`' settings: started again on `pgdata` where they
+    need a start (once for a new data folder)."""
+    from pgserver.postgres_server import get_server
+
+    if not apply_settings(server):
+        return server
+    server.cleanup()
+    return get_server(pgdata, cleanup_mode="stop")
+
+
 def setting_of(server: "PostgresServer", name: str) -> str | None:
     said = server.psql(f"SELECT setting FROM pg_settings WHERE name = '{name}';")
     match = re.search(r"^ *(\S+) *$", said.split("\n", 2)[-1], flags=re.M)

@@ -104,14 +104,19 @@ def kill_postgres(platform: Platform, unready_seen: list[int | None]) -> None:
     until(lambda: not unready(), 90, "a service did not become ready again after PostgreSQL came back")
 
 
+def signal_service(fleet, name: str, signum: int) -> None:
+    """`signum` to the service's process, if it runs (docs/runbooks.md says what each does)."""
+    with contextlib.suppress(KeyError, ProcessLookupError):
+        os.kill(fleet.processes[name].pid, signum)
+
+
 def print_stacks(fleet, names: list[str]) -> None:
     """Every thread's Python stack of these services, from their logs (SIGUSR2: docs/runbooks.md),
     printed for the test's report: a service whose event loop is stuck in a call shows the call."""
     for name in names:
         log = fleet.log_dir / f"{name}.log"
         start = log.stat().st_size
-        with contextlib.suppress(KeyError, ProcessLookupError):
-            os.kill(fleet.processes[name].pid, signal.SIGUSR2)
+        signal_service(fleet, name, signal.SIGUSR2)
         time.sleep(1.0)
         print(f"{name} not ready 30 s after PostgreSQL came back; its threads:\n"
               + log.read_bytes()[start:start + 8000].decode(errors="replace"))
@@ -156,8 +161,7 @@ def where_jobs_wait(platform: Platform, tenant, job_ids: list[str]) -> str:
         events = tenant.http.get(f"/v1/jobs/{job_id}/events", params={"limit": 50}).json().get("data", [])
         lines.append(f"{job_id} events: {[(e.get('type'), e.get('time'), e.get('payload', {}).get('state')) for e in events]}")
     for name in SERVICES:  # each logs where its tasks wait (docs/runbooks.md): a job's attempt names the job
-        with contextlib.suppress(KeyError, ProcessLookupError):
-            os.kill(platform.fleet.processes[name].pid, signal.SIGUSR1)
+        signal_service(platform.fleet, name, signal.SIGUSR1)
     time.sleep(2.0)
     for path in sorted((platform.data_dir / "logs").glob("*.log")):
         said = [line for line in path.read_text(errors="replace").splitlines()

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from pgserver.postgres_server import PostgresServer, get_server
 
-from genline_stack.postgres import apply_settings, kill_server, postgres_processes, running_postmaster, shared_memory_of
+from genline_stack.postgres import kill_server, postgres_processes, running_postmaster, shared_memory_of, with_settings
 from tests.polling import until
 
 pytestmark = pytest.mark.processes  # starts a PostgreSQL server of its own
@@ -51,13 +51,9 @@ def connecting(uri: str, stop: threading.Event) -> None:
 
 
 def started(pgdata: Path) -> PostgresServer:
-    """A server on `pgdata` with the stack's settings, started as the stack starts its own (a
-    killed server of pgserver's defaults leaves its dynamic shared memory in /dev/shm)."""
-    server = get_server(pgdata, cleanup_mode="stop")
-    if apply_settings(server):
-        server.cleanup()
-        server = get_server(pgdata, cleanup_mode="stop")
-    return server
+    """A server on `pgdata` with the stack's settings, as the stack starts its own (a killed
+    server of pgserver's defaults leaves its dynamic shared memory in /dev/shm)."""
+    return with_settings(get_server(pgdata, cleanup_mode="stop"), pgdata)
 
 
 def test_a_server_killed_while_clients_connect_leaves_no_process_and_starts_again(tmp_path):
