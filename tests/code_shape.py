@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.syntax import parse
+
 ROOT = Path(__file__).resolve().parents[1]
 TREES = ("services", "genline_stack", "genline_cli", "clients")
 SKIPPED_PARTS = {"_generated", "migrations", "__pycache__", "build"}
@@ -39,7 +41,7 @@ class Parsed:
 
 
 def parsed(root: Path) -> list[Parsed]:
-    return [Parsed(path, ast.parse(path.read_text(), filename=str(path))) for path in modules(root)]
+    return [Parsed(path, parse(path.read_text(), filename=str(path))) for path in modules(root)]
 
 
 def is_dataclass(node: ast.ClassDef) -> bool:

@@ -20,6 +20,7 @@ import ast
 from pathlib import Path
 
 from tests.code_shape import MOST_POSITIONAL, called_name, is_dataclass, modules
+from tests.syntax import parse
 
 ROOT = Path(__file__).resolve().parents[1]
 MOST_BEFORE_STAR = 2
@@ -114,7 +115,7 @@ def unnamed_parameters(root: Path) -> list[str]:
     found = []
     for path in modules(root):
         relative = path.relative_to(root)
-        for function, method in _functions(ast.parse(path.read_text(), filename=str(path))):
+        for function, method in _functions(parse(path.read_text(), filename=str(path))):
             positional = _positional(function, method=method)
             if len(positional) > MOST_BEFORE_STAR and not _exempt(relative, function):
                 found.append(f"{relative}:{function.lineno} {function.name}({', '.join(positional)})")
@@ -135,7 +136,7 @@ def positional_dataclasses(root: Path) -> list[str]:
     """`path:line name` for each dataclass of more than three fields built by position."""
     found = []
     for path in modules(root):
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        for node in ast.walk(parse(path.read_text(), filename=str(path))):
             if (isinstance(node, ast.ClassDef) and is_dataclass(node) and _fields(node) > MOST_FIELDS_BY_POSITION
                     and not _kw_only(node)):
                 found.append(f"{path.relative_to(root)}:{node.lineno} {node.name}")
@@ -146,7 +147,7 @@ def positional_calls(root: Path) -> list[str]:
     """`path:line name(n by position)` for each call of four or more arguments by position."""
     found = []
     for path in modules(root):
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        for node in ast.walk(parse(path.read_text(), filename=str(path))):
             if isinstance(node, ast.Call):
                 plain = [argument for argument in node.args if not isinstance(argument, ast.Starred)]
                 name = called_name(node)

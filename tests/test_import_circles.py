@@ -8,6 +8,8 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.syntax import parse
+
 ROOT = Path(__file__).resolve().parents[1]
 TREES = {ROOT / "services": "services", ROOT / "genline_stack": "genline_stack", ROOT / "genline_cli": "genline_cli",
          ROOT / "clients" / "python" / "genline_client": "genline_client"}
@@ -26,7 +28,7 @@ def modules_of(tree: Path, package: str) -> dict[str, Path]:
 def imported(path: Path, module: str, known: set[str]) -> Iterator[str]:
     """The project's modules `module` (the file at `path`) imports, by name, however deep in it."""
     is_package = path.name == "__init__.py"
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.syntax import parse
+
 ROOT = Path(__file__).resolve().parents[1]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 # Ingest's feature packages, each kept by a contract of its own (services/ingest/__init__.py).
@@ -108,7 +110,7 @@ SERVICE_NAMED = re.compile(r"\bservices\.(ingest|ledger|router|scorer|delivery|s
 def names_of_services(source: str) -> list[str]:
     """The services a module names in its code's strings (docstrings aside): an import by
     name (importlib, an entry point, a dotted path in a table) the import contract cannot see."""
-    tree = ast.parse(source)
+    tree = parse(source)
     docstrings = {id(node.body[0].value) for node in ast.walk(tree)
                   if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
                   and node.body and isinstance(node.body[0], ast.Expr)

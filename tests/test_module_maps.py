@@ -6,6 +6,8 @@ import ast
 import re
 from pathlib import Path
 
+from tests.syntax import parse
+
 ROOT = Path(__file__).resolve().parents[1]
 MAPPED_TREES = ("services", "genline_stack", "genline_cli", "clients/python")
 UNMAPPED = {"__init__.py", "__main__.py", "_generated", "migrations", "__pycache__"}
@@ -19,7 +21,7 @@ def unmapped_members(root: Path) -> dict[str, list[str]]:
             package = init.parent
             if UNMAPPED & set(package.relative_to(root).parts):
                 continue
-            doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+            doc = ast.get_docstring(parse(init.read_text())) or ""
             members = [path.name for path in sorted(package.iterdir()) if path.name not in UNMAPPED
                        and (path.suffix == ".py" or (path / "__init__.py").exists())]
             if missing := [name for name in members if not named(name, doc)]:

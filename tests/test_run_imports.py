@@ -15,6 +15,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from tests.syntax import parse
 from tests.test_lock import pins
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +32,7 @@ def third_party_imports(folder: Path, *, root: Path) -> Iterator[tuple[str, str]
     """(top-level module, importing file) for each absolute import of a module outside the
     standard library and the project, wherever it stands in the file (in a function too)."""
     for path in sorted(folder.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        for node in ast.walk(parse(path.read_text(), filename=str(path))):
             names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
                      else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
                      else [])

@@ -33,6 +33,8 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.syntax import parse
+
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ROOT / "services"
 GENERATED = "_generated"
@@ -84,7 +86,7 @@ def opening_text(node: ast.AST) -> str | None:
 
 def sql_lines(source: str) -> list[int]:
     """Lines where a string literal of `source` opens with SQL."""
-    return sorted({node.lineno for node in ast.walk(ast.parse(source))
+    return sorted({node.lineno for node in ast.walk(parse(source))
                    if (text := opening_text(node)) is not None and SQL_OPENING.match(text)})
 
 
@@ -189,7 +191,7 @@ def missing_rooms(service: Path) -> list[str]:
     places = [service, *feature_packages(service)]
     missing = [" or ".join(names) for names in ROOMS
                if not any((place / name).exists() for place in places for name in names)]
-    trees = [ast.parse(path.read_text()) for path in python_modules(service)]
+    trees = [parse(path.read_text()) for path in python_modules(service)]
     for room, does_its_work in ((GRPC_ROOM, serves_grpc), (CLI_ROOM, adds_commands)):
         if any(does_its_work(tree) for tree in trees) and not (service / room).exists():
             missing.append(room)
@@ -231,7 +233,7 @@ def rooms_broken(services: Path) -> list[str]:
     broken = []
     for service in service_packages(services):
         for path in python_modules(service):
-            name, tree = path.relative_to(services.parent).as_posix(), ast.parse(path.read_text())
+            name, tree = path.relative_to(services.parent).as_posix(), parse(path.read_text())
             if not (in_room(service, path, "routes", "app") or in_feature_room(service, path, "routes")) and declares_http(tree):
                 broken.append(f"{name}: declares HTTP routes outside routes")
             if not in_room(service, path, "grpc") and serves_grpc(tree):
@@ -318,7 +320,7 @@ def bus_modules_imported(tree: Path) -> list[str]:
     imports; for the benchmarks, which are no package the import contracts could name."""
     found = []
     for path in python_modules(tree):
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(parse(path.read_text())):
             names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
                      else [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
             found += [f"{path.name}: {name}" for name in names if name.startswith("services.common.bus.")]

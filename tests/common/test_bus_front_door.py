@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import services.common.bus as bus
+from tests.syntax import parse
 
 
 def test_each_exported_name_is_its_modules_object():
@@ -16,7 +17,7 @@ def test_each_exported_name_is_its_modules_object():
 
 
 def test_what_type_checkers_read_is_what_it_exports():
-    tree = ast.parse(Path(bus.__file__).read_text())
+    tree = parse(Path(bus.__file__).read_text())
     typed = {(node.module.rsplit(".", 1)[-1], alias.name) for node in ast.walk(tree)
              if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("services.common.bus.")
              for alias in node.names}
