@@ -39,9 +39,12 @@ class ShiftedClock:
 def engine_over(client, primary: Stub, fallback: Stub, clock=None, *, primary_entry=None, fallback_entry=None,
                 policy: RoutingPolicy | None = None) -> RoutingEngine:
     # The fallback's timeout is one its healthy calls never reach, even on a loaded machine: at
-    # 2 s, a fallback call in a full-suite run (load 20 on two cores) timed out.
+    # 2 s, a fallback call in a full-suite run (load 20 on two cores) timed out. The primary's is
+    # what a hanging call waits for, and one a healthy call (done in 0.05 s) does not reach either:
+    # at 0.5 s, a healthy call in a full-suite run timed out after the market had made its
+    # candidates, and the fallback made them again (the no-candidate-twice test failed on it).
     registry = parse_registry({"providers": {
-        "primary": stub_provider(primary, **({"price": 10_000, "overall_s": 0.5} | (primary_entry or {}))),
+        "primary": stub_provider(primary, **({"price": 10_000, "overall_s": 3.0} | (primary_entry or {}))),
         "fallback": stub_provider(fallback, **({"price": 30_000, "overall_s": 10.0} | (fallback_entry or {}))),
     }})
     providers = build_providers(registry, {"STUB_KEY": STUB_SECRET}, context=ProviderContext(client=client, clock=clock))
@@ -91,7 +94,7 @@ async def test_server_errors_on_the_primary_fall_back(fal, replicate, client):
 
 async def test_hanging_primary_times_out_is_cancelled_and_falls_back(fal, replicate, client):
     fal.market.reset(Behaviour(hang=True))
-    result = await engine_over(client, fal, replicate).route(job())
+    result = await engine_over(client, fal, replicate, primary_entry={"overall_s": 0.5}).route(job())
     assert result.providers_used == ("fallback",)
     assert [c.outcome for c in result.calls][0] == "timeout"
     assert fal.market.cancelled() and len(fal.market.cancelled()) == len(fal.market.requests)
