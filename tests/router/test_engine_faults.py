@@ -227,9 +227,10 @@ async def test_concurrency_ceiling_at_the_provider_spills_to_the_fallback(fal, r
 async def test_engine_reports_saturation_and_recovers(fal, replicate, client):
     fal.market.reset(Behaviour(hang=True))
     replicate.market.reset(Behaviour(hang=True))
-    # Both calls hang until their own limit, 3 s: far beyond the 0.05 s the test waits for a free
-    # place that must not come (at 0.5 s, a full-suite run's loaded worker reached the limit first).
-    engine = engine_over(client, fal, replicate, primary_entry={"concurrency": 1, "overall_s": 3.0},
+    # Both calls hang until their limit, 3 s (the primary's by default): far beyond the 0.05 s the
+    # test waits for a free place that must not come (at 0.5 s, a full-suite run's loaded worker
+    # reached the limit first).
+    engine = engine_over(client, fal, replicate, primary_entry={"concurrency": 1},
                          fallback_entry={"concurrency": 1, "overall_s": 3.0})
     attempts = [asyncio.create_task(engine.route(job(images=1))) for _ in range(2)]
     for _ in range(200):
